@@ -1,0 +1,77 @@
+/**
+ * A listener: a long-running Effect that watches something outside the network and broadcasts
+ * what it sees through its `EventStore`. The manager runs it while the node is a synced
+ * validator and interrupts it (Kwil's cancelled context) when that stops.
+ */
+import { Context, Duration, type Effect, type Scope } from "effect"
+import type { EventStore } from "../events/EventStore.js"
+
+/** What the manager tells a running listener about itself and its node. */
+export class ListenerContext extends Context.Tag("kwil-listeners/ListenerContext")<ListenerContext, {
+  /** The listener's registered name. */
+  readonly name: string
+  /** The node's identity (its validator key, as the node spells it). */
+  readonly identity: string
+  /**
+   * The listener's own config section (`[app.extensions.<name>]`), string to string as in Kwil.
+   * The same section is also the listener's `ConfigProvider`, so `Config.string("key")` reads it.
+   */
+  readonly config: Readonly<Record<string, string>>
+  /** Whether the node had a config section for this listener at all (Kwil's listeners idle without one). */
+  readonly configured: boolean
+}>() {}
+
+/**
+ * What the manager does when a listener fails (an error or a defect):
+ * - `restart`: run it again after a capped, jittered exponential backoff, reset after a healthy run;
+ * - `stop`: leave it stopped (and failed) until the next start;
+ * - `shutdown`: fail the manager, so the node stops (Kwil v0.8's only behaviour).
+ */
+export type FailurePolicy = "restart" | "stop" | "shutdown"
+
+/** Backoff for the `restart` policy. */
+export interface Backoff {
+  /** The first delay. */
+  readonly initial: Duration.Duration
+  /** No delay is longer than this. */
+  readonly max: Duration.Duration
+  /** A run that lasted this long counts as healthy: the next failure starts from `initial` again. */
+  readonly resetAfter: Duration.Duration
+}
+
+export const defaultBackoff: Backoff = {
+  initial: Duration.seconds(1),
+  max: Duration.minutes(1),
+  resetAfter: Duration.minutes(1)
+}
+
+export interface Options {
+  readonly onFailure?: FailurePolicy
+  readonly backoff?: Partial<Backoff>
+}
+
+/** What a listener's run may require: what the manager gives it, plus `R`. */
+export type Provided = ListenerContext | EventStore | Scope.Scope
+
+/** A listener definition, as written by its author. `R` is what it needs beyond what the manager gives. */
+export interface Listener<E = unknown, R = never> {
+  readonly name: string
+  readonly run: Effect.Effect<void, E, Provided | R>
+  readonly onFailure: FailurePolicy
+  readonly backoff: Backoff
+}
+
+/**
+ * Defines a listener. `run` is interrupted when the node stops being a synced validator; its
+ * `Scope` closes on every stop, so resources acquired in it are always released.
+ */
+export const make = <E, R>(
+  name: string,
+  run: Effect.Effect<void, E, R>,
+  options: Options = {}
+): Listener<E, Exclude<R, Provided>> => ({
+  name,
+  run: run as Effect.Effect<void, E, Provided | Exclude<R, Provided>>,
+  onFailure: options.onFailure ?? "restart",
+  backoff: { ...defaultBackoff, ...options.backoff }
+})

@@ -1,0 +1,95 @@
+/**
+ * A resolution type: how the network votes on, and applies, events of one `EventType`.
+ * Every node runs `resolve` in its block transaction, so it must be deterministic.
+ */
+import type { SqlClient } from "@effect/sql"
+import { Data, type Effect } from "effect"
+import type { EventId } from "../events/EventId.js"
+import type { EventType } from "../events/EventType.js"
+
+/** An exact, non-negative fraction of the total validator power (bigint, no rounding until `requiredPower`). */
+export interface Fraction {
+  readonly numerator: bigint
+  readonly denominator: bigint
+}
+
+/** A threshold or period that cannot be used. */
+export class InvalidResolution extends Data.TaggedError("InvalidResolution")<{
+  readonly type: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `resolution "${this.type}" is invalid: ${this.reason}`
+  }
+}
+
+/** `numerator / denominator`; throws on a zero denominator, a negative part or a value over 1. */
+export const fraction = (numerator: bigint | number, denominator: bigint | number): Fraction => {
+  const n = BigInt(numerator)
+  const d = BigInt(denominator)
+  if (d <= 0n) throw new RangeError(`fraction ${n}/${d}: the denominator must be positive`)
+  if (n < 0n) throw new RangeError(`fraction ${n}/${d}: the numerator must not be negative`)
+  if (n > d) throw new RangeError(`fraction ${n}/${d}: a threshold cannot exceed 1`)
+  return { numerator: n, denominator: d }
+}
+
+/** The power needed to reach `threshold` of `total`: `ceil(total * numerator / denominator)`. */
+export const requiredPower = (total: bigint, threshold: Fraction): bigint => {
+  const product = total * threshold.numerator
+  const quotient = product / threshold.denominator
+  return product % threshold.denominator === 0n ? quotient : quotient + 1n
+}
+
+/** What `resolve` learns about the resolution it applies. */
+export interface ResolveContext {
+  readonly id: EventId
+  /** The block height being finalized. */
+  readonly height: bigint
+  /** The validator that proposed the event's body. */
+  readonly proposer: string
+  /** The identities that voted for it, in a stable order. */
+  readonly voters: ReadonlyArray<string>
+  readonly approvedPower: bigint
+}
+
+export interface Resolution<A, E = unknown> {
+  readonly type: EventType<A, any>
+  /** Power needed to confirm, as a fraction of the total (default 2/3). */
+  readonly confirmationThreshold: Fraction
+  /** Power an expired resolution needed for its voters to be refunded (default 1/1). */
+  readonly refundThreshold: Fraction
+  /** Blocks from creation to expiry (default 14,400). */
+  readonly expirationPeriod: bigint
+  /** Applies a confirmed resolution inside the node's SQL transaction; must be deterministic. */
+  readonly resolve: (payload: A, context: ResolveContext) => Effect.Effect<void, E, SqlClient.SqlClient>
+}
+
+/** Any resolution, whatever its payload. */
+export type AnyResolution = Resolution<any, any>
+
+export const defaults = {
+  confirmationThreshold: fraction(2, 3),
+  refundThreshold: fraction(1, 1),
+  expirationPeriod: 14_400n
+} as const
+
+/** Defines a resolution type; omitted thresholds and period take Kwil's defaults. */
+export const make = <A, E>(options: {
+  readonly type: EventType<A, any>
+  readonly confirmationThreshold?: Fraction
+  readonly refundThreshold?: Fraction
+  readonly expirationPeriod?: bigint | number
+  readonly resolve: (payload: A, context: ResolveContext) => Effect.Effect<void, E, SqlClient.SqlClient>
+}): Resolution<A, E> => {
+  const expirationPeriod = BigInt(options.expirationPeriod ?? defaults.expirationPeriod)
+  if (expirationPeriod <= 0n) {
+    throw new InvalidResolution({ type: options.type.name, reason: `expiration period ${expirationPeriod} must be positive` })
+  }
+  return {
+    type: options.type,
+    confirmationThreshold: options.confirmationThreshold ?? defaults.confirmationThreshold,
+    refundThreshold: options.refundThreshold ?? defaults.refundThreshold,
+    expirationPeriod,
+    resolve: options.resolve
+  }
+}
