@@ -5,7 +5,7 @@
  */
 import { Context, type Effect } from "effect"
 import type { EventId } from "./EventId.js"
-import type { EventStoreError } from "./EventStore.js"
+import type { EventStoreError } from "./errors.js"
 
 /** An event as stored on this node. */
 export interface LocalEvent {

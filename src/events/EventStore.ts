@@ -1,36 +1,24 @@
 /**
  * The event store as a listener sees it: scoped to that one listener by the manager.
- * (The SQL and memory implementations live beside it; the node side is `EventLog`.)
+ * The node side of the same rows is `EventLog`; both come from one layer, `EventStore.layerSql`
+ * (the node database) or `EventStore.layerMemory` (tests, no database).
  */
-import { Context, Data, type Effect, type Option } from "effect"
+import type { SqlClient } from "@effect/sql"
+import { Context, Effect, Layer, type Option } from "effect"
+import { ResolutionRegistry } from "../voting/ResolutionRegistry.js"
+import type { EventBackend } from "./EventBackend.js"
+import { makeStorage } from "./EventBackend.js"
 import type { EventId } from "./EventId.js"
+import { EventLog } from "./EventLog.js"
 import type { EventType, PayloadCodecError } from "./EventType.js"
+import type { EventStoreError, UnknownEventType } from "./errors.js"
+import * as MemoryEventStore from "./MemoryEventStore.js"
+import * as SqlEventStore from "./SqlEventStore.js"
 
-/** A broadcast of an event type that no resolution is registered for: the network could never vote it. */
-export class UnknownEventType extends Data.TaggedError("UnknownEventType")<{
-  readonly type: string
-  readonly known: ReadonlyArray<string>
-}> {
-  override get message() {
-    return `no resolution is registered for event type "${this.type}" ` +
-      `(known: ${this.known.length === 0 ? "none" : this.known.join(", ")}); ` +
-      `register its Resolution in the ResolutionRegistry layer`
-  }
-}
+export { EventStoreError, UnknownEventType } from "./errors.js"
 
-/** The storage under the event store failed (disk full, locked, corrupt file...). */
-export class EventStoreError extends Data.TaggedError("EventStoreError")<{
-  readonly operation: string
-  readonly cause: unknown
-}> {
-  override get message() {
-    const cause = this.cause instanceof Error ? this.cause.message : String(this.cause)
-    return `event store ${this.operation} failed: ${cause}`
-  }
-}
-
-/** The service a listener uses to hand events to the network and to keep its own state. */
-export class EventStore extends Context.Tag("kwil-listeners/EventStore")<EventStore, {
+/** What a listener can do with its event store. */
+export interface EventStoreService {
   /**
    * Stores an observed event for the network to vote on. Idempotent: the id is derived from the
    * type and the encoded body, so a second broadcast of the same event changes nothing, and an
@@ -49,18 +37,50 @@ export class EventStore extends Context.Tag("kwil-listeners/EventStore")<EventSt
   readonly kv: {
     /** The value under `key`, `Option.none()` when there is none. */
     readonly get: (key: string) => Effect.Effect<Option.Option<Uint8Array>, EventStoreError>
+    /** Stores `value` under `key`, replacing any earlier value. */
     readonly set: (key: string, value: Uint8Array) => Effect.Effect<void, EventStoreError>
+    /** Removes `key`; removing a missing key is not an error. */
     readonly delete: (key: string) => Effect.Effect<void, EventStoreError>
   }
   /**
    * Runs `effect` so that every broadcast and KV write in it commits together, or none does
-   * when it fails. A listener writes its checkpoint in the same transaction as the events it covers.
+   * when it fails (or is interrupted). A listener writes its checkpoint in the same transaction as
+   * the events it covers. Nested calls are savepoints: an inner failure that the outer effect
+   * catches undoes only the inner writes.
    */
   readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EventStoreError, R>
-}>() {}
+}
 
 /** The node-side factory: one `EventStore` per listener name. Provided by `EventStore.layerSql` / `layerMemory`. */
 export class EventStorage extends Context.Tag("kwil-listeners/EventStorage")<EventStorage, {
   /** The event store scoped to `listener`: its KV keys are its own. */
-  readonly forListener: (listener: string) => EventStore["Type"]
+  readonly forListener: (listener: string) => EventStoreService
 }>() {}
+
+/** Builds `EventStorage` and `EventLog` over one backend, so both views share its rows and transactions. */
+const toLayer = <R>(
+  backend: Effect.Effect<EventBackend, never, R>
+): Layer.Layer<EventStorage | EventLog, never, R | ResolutionRegistry> =>
+  Layer.effectContext(Effect.gen(function*() {
+    const events = yield* backend
+    const registry = yield* ResolutionRegistry
+    return Context.make(EventStorage, EventStorage.of(makeStorage(events, registry))).pipe(
+      Context.add(EventLog, events.log)
+    )
+  }))
+
+/** The service a listener uses to hand events to the network and to keep its own state. */
+export class EventStore extends Context.Tag("kwil-listeners/EventStore")<EventStore, EventStoreService>() {
+  /** Events, KV and processed ids in the node's SQL database (run `0001_events` first). */
+  static readonly layerSql: Layer.Layer<EventStorage | EventLog, never, SqlClient.SqlClient | ResolutionRegistry> =
+    toLayer(SqlEventStore.make)
+
+  /** The same behaviour in memory, transactions included: for listener tests and mock nodes. */
+  static readonly layerMemory: Layer.Layer<EventStorage | EventLog, never, ResolutionRegistry> = toLayer(
+    MemoryEventStore.make
+  )
+
+  /** The event store of one listener, from the node's `EventStorage` (for tools and tests). */
+  static readonly layerFor = (listener: string): Layer.Layer<EventStore, never, EventStorage> =>
+    Layer.effect(EventStore, Effect.map(EventStorage, (storage) => storage.forListener(listener)))
+}

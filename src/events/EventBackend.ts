@@ -1,0 +1,87 @@
+/**
+ * What an event store implementation (SQL or memory) provides, and the listener-facing service
+ * built on it once for both, so the two cannot drift apart in what they check, count and log.
+ */
+import { Effect, Metric, Option } from "effect"
+import type { ResolutionRegistry } from "../voting/ResolutionRegistry.js"
+import { UnknownEventType } from "./errors.js"
+import type { EventStoreError } from "./errors.js"
+import * as EventId from "./EventId.js"
+import type { EventLog } from "./EventLog.js"
+import type { EventStorage, EventStoreService } from "./EventStore.js"
+
+/** The storage primitives; every write joins the caller's open transaction, if any. */
+export interface EventBackend {
+  /** Adds the event unless its id is stored or processed already; `true` when a row was added. */
+  readonly insert: (
+    id: EventId.EventId,
+    type: string,
+    body: Uint8Array,
+    listener: string
+  ) => Effect.Effect<boolean, EventStoreError>
+  /** The value under `(listener, key)`. */
+  readonly kvGet: (listener: string, key: string) => Effect.Effect<Option.Option<Uint8Array>, EventStoreError>
+  /** Stores `value` under `(listener, key)`. */
+  readonly kvSet: (listener: string, key: string, value: Uint8Array) => Effect.Effect<void, EventStoreError>
+  /** Removes `(listener, key)`. */
+  readonly kvDelete: (listener: string, key: string) => Effect.Effect<void, EventStoreError>
+  /** All-or-nothing `effect`; nested calls are savepoints. */
+  readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EventStoreError, R>
+  /** The node-side view of the same rows. */
+  readonly log: EventLog["Type"]
+}
+
+/** Events added to the local store by a broadcast. */
+export const eventsStored = Metric.counter("kwil_events_stored", {
+  description: "events a listener broadcast that were added to the local event store",
+  incremental: true
+})
+
+/** Broadcasts that added nothing: the event was stored already or the network processed it. */
+export const eventsDropped = Metric.counter("kwil_events_dropped", {
+  description: "broadcasts dropped because the event was already stored or already processed",
+  incremental: true
+})
+
+/** The per-listener `EventStore`s over `backend`, refusing types `registry` cannot resolve. */
+export const makeStorage = (
+  backend: EventBackend,
+  registry: ResolutionRegistry["Type"]
+): EventStorage["Type"] => ({
+  forListener: (listener) => {
+    const dropped = (id: EventId.EventId, type: string) =>
+      Effect.logDebug("event dropped: already stored or already processed").pipe(
+        Effect.annotateLogs({ listener, type, id }),
+        Effect.zipRight(Metric.increment(eventsDropped)),
+        Effect.as(id)
+      )
+
+    // Kept free of Effect.gen and extra queries: this is the hot path of a catch-up.
+    const broadcastRaw = (type: string, body: Uint8Array): Effect.Effect<EventId.EventId, UnknownEventType | EventStoreError> => {
+      if (Option.isNone(registry.get(type))) {
+        return Effect.fail(new UnknownEventType({ type, known: registry.types }))
+      }
+      const id = EventId.make(type, body)
+      return Effect.flatMap(
+        backend.insert(id, type, body, listener),
+        (stored) => stored ? Effect.as(Metric.increment(eventsStored), id) : dropped(id, type)
+      )
+    }
+
+    const service: EventStoreService = {
+      broadcast: (type, payload) =>
+        // Check the type first: an unknown type is the more useful error, and it costs no encoding.
+        Option.isNone(registry.get(type.name))
+          ? Effect.fail(new UnknownEventType({ type: type.name, known: registry.types }))
+          : Effect.flatMap(type.encode(payload), (body) => broadcastRaw(type.name, body)),
+      broadcastRaw,
+      kv: {
+        get: (key) => backend.kvGet(listener, key),
+        set: (key, value) => backend.kvSet(listener, key, value),
+        delete: (key) => backend.kvDelete(listener, key)
+      },
+      transaction: backend.transaction
+    }
+    return service
+  }
+})
