@@ -1,0 +1,315 @@
+/**
+ * The Ethereum RPC as domain operations with tagged errors, over viem. One or several URLs,
+ * http(s) or ws(s), combined with viem's `fallback` (not ranked, so the first URL that answers
+ * serves; viem itself never retries: `Retry.ts` does, with a `Schedule`). Responses are decoded
+ * with `Schema`, so a malformed answer is a typed `RpcBadResponse`, never a crash.
+ */
+import { Config, Context, Duration, Effect, Layer, Metric, Option, Redacted, Ref, Schedule, Schema, Stream } from "effect"
+import {
+  type AbiEvent,
+  type Address,
+  createPublicClient,
+  encodeEventTopics,
+  fallback,
+  type Hash,
+  type Hex,
+  http,
+  type LogTopic,
+  numberToHex,
+  type Transport,
+  webSocket
+} from "viem"
+import { watchBlockNumber } from "viem/actions"
+import {
+  BlockTagUnsupported,
+  InvalidRpcConfig,
+  type RpcBadRequest,
+  RpcBadResponse,
+  type RpcError,
+  type RpcUnavailable
+} from "./errors.js"
+import { fromViemError, redactUrl } from "./ProviderErrors.js"
+
+/** A block by number, or one of the tags the follower can confirm by. */
+export type BlockRef = bigint | "latest" | "safe" | "finalized"
+
+/** What the follower needs of a block: enough to chain and check hashes. */
+export interface BlockHeader {
+  readonly number: bigint
+  readonly hash: Hash
+  readonly parentHash: Hash
+  readonly timestamp: bigint
+}
+
+/** A log as `eth_getLogs` returns it, numbers decoded. `topics` has viem's shape for `decodeEventLog`. */
+export interface EthLog {
+  readonly address: Address
+  readonly topics: [] | [Hex, ...Array<Hex>]
+  readonly data: Hex
+  readonly blockNumber: bigint
+  readonly blockHash: Hash
+  readonly transactionHash: Hash
+  readonly transactionIndex: number
+  readonly logIndex: number
+  /** `true` for a log of a block that was reorged out (only seen on subscriptions; refused by the follower). */
+  readonly removed: boolean
+}
+
+/** Which logs: an address (or several) and either topics or an ABI event (its topic0). */
+export interface LogFilter {
+  readonly address?: Address | ReadonlyArray<Address>
+  /** Filters by topic0 = the event's selector. Combined with `topics` when both are given (event wins topic0). */
+  readonly event?: AbiEvent
+  readonly topics?: ReadonlyArray<LogTopic>
+}
+
+/** An inclusive block range of a filter. */
+export interface GetLogsParams extends LogFilter {
+  readonly fromBlock: bigint
+  readonly toBlock: bigint
+}
+
+// --- decoding ---------------------------------------------------------------------------------
+
+const HexString = Schema.String.pipe(Schema.pattern(/^0x[0-9a-fA-F]*$/))
+const Hash32 = Schema.String.pipe(Schema.pattern(/^0x[0-9a-fA-F]{64}$/))
+const Address20 = Schema.String.pipe(Schema.pattern(/^0x[0-9a-fA-F]{40}$/))
+/** A JSON-RPC quantity: `0x`-prefixed hex, no leading zeros required. */
+const Quantity = Schema.transform(Schema.String.pipe(Schema.pattern(/^0x[0-9a-fA-F]+$/)), Schema.BigIntFromSelf, {
+  strict: true,
+  decode: (s) => BigInt(s),
+  encode: (n) => `0x${n.toString(16)}`
+})
+const SmallQuantity = Schema.compose(Quantity, Schema.BigIntFromSelf.pipe(Schema.lessThanOrEqualToBigInt(2n ** 53n)))
+
+const BlockJson = Schema.NullOr(Schema.Struct({
+  number: Quantity,
+  hash: Hash32,
+  parentHash: Hash32,
+  timestamp: Quantity
+}))
+const LogJson = Schema.Struct({
+  address: Address20,
+  topics: Schema.Array(Hash32),
+  data: HexString,
+  blockNumber: Quantity,
+  blockHash: Hash32,
+  transactionHash: Hash32,
+  transactionIndex: SmallQuantity,
+  logIndex: SmallQuantity,
+  removed: Schema.optional(Schema.Boolean)
+})
+const LogsJson = Schema.Array(LogJson)
+
+// --- metrics ----------------------------------------------------------------------------------
+
+/** Every RPC call, tagged by `method` and `outcome` (`ok` or the error's tag). */
+export const rpcCalls = Metric.counter("eth_rpc_calls_total", {
+  description: "Ethereum JSON-RPC calls by method and outcome",
+  incremental: true
+})
+
+const count = (method: string, outcome: string) =>
+  Metric.increment(Metric.tagged(Metric.tagged(rpcCalls, "method", method), "outcome", outcome))
+
+// --- the service ------------------------------------------------------------------------------
+
+/** The Ethereum chain as the listeners see it. */
+export class EthereumClient extends Context.Tag("kwil-listeners/EthereumClient")<EthereumClient, {
+  /** The chain id the provider serves (to check it is the chain the operator meant). */
+  readonly chainId: Effect.Effect<number, RpcError>
+  /**
+   * The latest block number. Never goes backwards: it is the highest number seen, so a lagging
+   * URL behind the fallback cannot move a follower back.
+   */
+  readonly headNumber: Effect.Effect<bigint, RpcError>
+  /**
+   * A block by number or tag. `none` when there is no such block (yet), or when nothing is
+   * `safe`/`finalized` yet; fails with `BlockTagUnsupported` when the provider does not know the tag.
+   */
+  readonly block: (ref: BlockRef) => Effect.Effect<Option.Option<BlockHeader>, RpcError>
+  /** The logs of `[fromBlock, toBlock]` (inclusive). A refused range is a `RangeTooLarge` with the provider's hint. */
+  readonly getLogs: (params: GetLogsParams) => Effect.Effect<ReadonlyArray<EthLog>, RpcError>
+  /**
+   * New head numbers, increasing: an `eth_subscribe("newHeads")` when a URL is ws(s), otherwise a
+   * poll of `headNumber` on a `Schedule`. May fall silent (a dead socket): callers re-make it on a
+   * watchdog (the follower does).
+   */
+  readonly newHeads: Stream.Stream<bigint, RpcError>
+  /** Whether `newHeads` is a push subscription (ws) rather than polling. */
+  readonly subscribes: boolean
+}>() {
+  /** The viem-backed client; ws sockets are closed when the layer's scope closes. */
+  static readonly layer = (options: Options): Layer.Layer<EthereumClient, InvalidRpcConfig> =>
+    Layer.scoped(EthereumClient, make(options))
+
+  /** `layer` with its options read from `Config` (e.g. a listener's section or the environment). */
+  static readonly layerConfig = (config: Config.Config.Wrap<Options>): Layer.Layer<EthereumClient, InvalidRpcConfig | import("effect/ConfigError").ConfigError> =>
+    Layer.scoped(EthereumClient, Effect.flatMap(Config.unwrap(config), make))
+}
+
+/** How to reach the chain. */
+export interface Options {
+  /** One or several RPC URLs, http(s) or ws(s), tried in this order. They may carry API keys: pass `Redacted`. */
+  readonly urls: ReadonlyArray<string | Redacted.Redacted<string>>
+  /** A request not answered within this fails with `RpcTimeout` (default 10 seconds). */
+  readonly timeout?: Duration.DurationInput
+  /** How often `newHeads` polls when no URL is a websocket (default 4 seconds). */
+  readonly pollingInterval?: Duration.DurationInput
+}
+
+const schemeOf = (url: string) => /^([a-z]+):\/\//i.exec(url)?.[1]?.toLowerCase()
+
+/** Builds the service (scoped: ws sockets are closed at the end). */
+export const make = (options: Options) => Effect.gen(function*() {
+  const urls = options.urls.map((u) => Redacted.isRedacted(u) ? Redacted.value(u) : u)
+  if (urls.length === 0) return yield* new InvalidRpcConfig({ reason: "no RPC URL was given" })
+  for (const url of urls) {
+    const scheme = schemeOf(url)
+    if (scheme === undefined || !["http", "https", "ws", "wss"].includes(scheme)) {
+      return yield* new InvalidRpcConfig({ reason: `${redactUrl(url)} is not an http(s) or ws(s) URL` })
+    }
+  }
+  const timeout = Duration.toMillis(Duration.decode(options.timeout ?? Duration.seconds(10)))
+  const pollingInterval = Duration.decode(options.pollingInterval ?? Duration.seconds(4))
+  const wsUrls = urls.filter((u) => schemeOf(u)!.startsWith("ws"))
+  // A per-layer socket identity: viem caches sockets by (url, options), so a unique option keeps
+  // this layer's sockets its own and closing them cannot break another client on the same URL.
+  const socketKey = { attempts: 5, delay: 2_000, owner: Math.random().toString(36).slice(2) }
+  const transports: Array<Transport> = urls.map((url) =>
+    schemeOf(url)!.startsWith("ws")
+      ? webSocket(url, { timeout, retryCount: 0, keepAlive: true, reconnect: socketKey })
+      : http(url, { timeout, retryCount: 0, batch: false })
+  )
+  const transport = transports.length === 1 ? transports[0]! : fallback(transports, { rank: false, retryCount: 0 })
+  const client = createPublicClient({ transport, cacheTime: 0 })
+  const raw = client.request as unknown as (args: { method: string; params?: ReadonlyArray<unknown> }) => Promise<unknown>
+
+  yield* Effect.addFinalizer(() =>
+    Effect.forEach(wsUrls, (url) =>
+      Effect.tryPromise(() => {
+        const created = webSocket(url, { timeout, retryCount: 0, keepAlive: true, reconnect: socketKey })({})
+        return (created.value as { getRpcClient: () => Promise<{ close: () => void }> }).getRpcClient()
+      }).pipe(
+        Effect.timeout("2 seconds"),
+        Effect.flatMap((c) => Effect.sync(() => c.close())),
+        Effect.ignore
+      ), { discard: true })
+  )
+
+  /** One JSON-RPC call: metered, errors mapped, result decoded. */
+  const call = <A, I>(
+    method: string,
+    params: ReadonlyArray<unknown>,
+    schema: Schema.Schema<A, I>,
+    info: { readonly blocks?: number } = {}
+  ): Effect.Effect<A, RpcError> =>
+    Effect.tryPromise({
+      try: () => raw({ method, params }),
+      catch: (error) => fromViemError({ method, ...info }, error)
+    }).pipe(
+      Effect.flatMap((json) =>
+        Schema.decodeUnknown(schema)(json).pipe(
+          Effect.mapError((e) => new RpcBadResponse({ method, detail: e.message, cause: e }))
+        )
+      ),
+      Effect.tapBoth({
+        onFailure: (e) => count(method, e._tag),
+        onSuccess: () => count(method, "ok")
+      })
+    )
+
+  const highest = yield* Ref.make(-1n)
+  const headNumber = call("eth_blockNumber", [], Quantity).pipe(
+    Effect.flatMap((n) => Ref.updateAndGet(highest, (h) => (n > h ? n : h)))
+  )
+
+  const block = (ref: BlockRef): Effect.Effect<Option.Option<BlockHeader>, RpcError> => {
+    const param = typeof ref === "bigint" ? numberToHex(ref) : ref
+    const fetched = call("eth_getBlockByNumber", [param, false], BlockJson).pipe(
+      Effect.map((b): Option.Option<BlockHeader> =>
+        b === null ? Option.none() : Option.some({
+          number: b.number,
+          hash: b.hash as Hash,
+          parentHash: b.parentHash as Hash,
+          timestamp: b.timestamp
+        })
+      )
+    )
+    if (ref !== "safe" && ref !== "finalized") return fetched
+    return fetched.pipe(
+      Effect.catchIf(
+        (e): e is RpcBadRequest | RpcUnavailable =>
+          e._tag === "RpcBadRequest" || (e._tag === "RpcUnavailable" && /not found/i.test(e.detail)),
+        (e): Effect.Effect<Option.Option<BlockHeader>, RpcError> =>
+          /not found/i.test(e.detail) && !/tag/i.test(e.detail)
+            ? Effect.succeed(Option.none()) // nothing finalized yet
+            : Effect.fail(new BlockTagUnsupported({ tag: ref, detail: e.detail, cause: e }))
+      )
+    )
+  }
+
+  const getLogs = (params: GetLogsParams): Effect.Effect<ReadonlyArray<EthLog>, RpcError> => {
+    const filter: Record<string, unknown> = {
+      fromBlock: numberToHex(params.fromBlock),
+      toBlock: numberToHex(params.toBlock)
+    }
+    if (params.address !== undefined) filter.address = params.address
+    const topics: Array<LogTopic> = [...(params.topics ?? [])]
+    if (params.event !== undefined) {
+      topics[0] = encodeEventTopics({ abi: [params.event] })[0] as Hex
+    }
+    // Providers are fragile about trailing nulls (Ponder's finding): drop them.
+    while (topics.length > 0 && topics[topics.length - 1] === null) topics.pop()
+    if (topics.length > 0) filter.topics = topics
+    const blocks = Number(params.toBlock - params.fromBlock + 1n)
+    return call("eth_getLogs", [filter], LogsJson, { blocks }).pipe(
+      Effect.map((logs) =>
+        logs.map((l): EthLog => ({
+          address: l.address as Address,
+          topics: l.topics as EthLog["topics"],
+          data: l.data as Hex,
+          blockNumber: l.blockNumber,
+          blockHash: l.blockHash as Hash,
+          transactionHash: l.transactionHash as Hash,
+          transactionIndex: Number(l.transactionIndex),
+          logIndex: Number(l.logIndex),
+          removed: l.removed ?? false
+        }))
+      )
+    )
+  }
+
+  const subscribes = wsUrls.length > 0
+  const raise = (n: bigint) => Ref.modify(highest, (h) => (n > h ? [true, n] as const : [false, h] as const))
+  const subscription: Stream.Stream<bigint, RpcError> = Stream.asyncPush<bigint, RpcError>((emit) =>
+    Effect.acquireRelease(
+      Effect.sync(() =>
+        // viem types `poll: false` only for a ws client type; ours is a (fallback) union.
+        (watchBlockNumber as unknown as (c: typeof client, p: {
+          readonly poll: false
+          readonly onBlockNumber: (n: bigint) => void
+          readonly onError: (e: Error) => void
+        }) => () => void)(client, {
+          poll: false,
+          onBlockNumber: (n) => void emit.single(n),
+          onError: (error) => void emit.fail(fromViemError({ method: "eth_subscribe" }, error))
+        })
+      ),
+      (unwatch) => Effect.sync(unwatch)
+    )
+  ).pipe(Stream.filterEffect(raise))
+  const polling: Stream.Stream<bigint, RpcError> = Stream.repeatEffectWithSchedule(
+    headNumber,
+    Schedule.spaced(pollingInterval)
+  ).pipe(Stream.changes)
+
+  return EthereumClient.of({
+    chainId: call("eth_chainId", [], SmallQuantity).pipe(Effect.map(Number)),
+    headNumber,
+    block,
+    getLogs,
+    newHeads: subscribes ? subscription : polling,
+    subscribes
+  })
+})

@@ -1,0 +1,67 @@
+/**
+ * Retrying RPC work: a capped, jittered exponential `Schedule` that only retries errors that can
+ * heal (see `errors.ts`) and waits at least as long as a rate-limiting provider asked.
+ */
+import { Duration, Effect, Option, Schedule } from "effect"
+import { isHealable } from "./errors.js"
+
+/** The backoff. */
+export interface Options {
+  /** The first delay (default 1 second, as Kwil's listener). */
+  readonly base: Duration.DurationInput
+  /** No delay is longer than this (default 30 seconds). */
+  readonly cap: Duration.DurationInput
+  /** Give up after this many retries (default, or `Infinity`: never, while the error can heal). */
+  readonly maxRetries?: number
+}
+
+export const defaults: Options = { base: Duration.seconds(1), cap: Duration.seconds(30) }
+
+const retryAfterOf = (error: unknown): Duration.Duration | undefined => {
+  if (typeof error === "object" && error !== null && "retryAfter" in error && Option.isOption(error.retryAfter)) {
+    const value = Option.getOrUndefined(error.retryAfter)
+    return Duration.isDuration(value) ? value : undefined
+  }
+  return undefined
+}
+
+/**
+ * The schedule: exponential from `base`, jittered (80%..120%), capped at `cap`, stretched to a
+ * provider's `Retry-After`, and continuing only while the input error is healable.
+ */
+export const schedule = (options: Partial<Options> = {}): Schedule.Schedule<unknown, unknown> => {
+  const o = { ...defaults, ...options }
+  const cap = Duration.decode(o.cap)
+  const backoff = Schedule.exponential(o.base).pipe(
+    Schedule.modifyDelay((d) => Duration.min(d, cap)),
+    Schedule.jittered
+  )
+  const stretched = Schedule.intersect(Schedule.identity<unknown>(), backoff).pipe(
+    Schedule.whileInput(isHealable),
+    Schedule.modifyDelay(([error], d) => {
+      const after = retryAfterOf(error)
+      return after !== undefined && Duration.greaterThan(after, d) ? after : d
+    })
+  )
+  return o.maxRetries === undefined || !Number.isFinite(o.maxRetries)
+    ? stretched : Schedule.intersect(stretched, Schedule.recurs(o.maxRetries))
+}
+
+/**
+ * Runs `effect`, retrying healable failures with `schedule(options)` and logging each retry with
+ * the error's message, so an operator sees why events are delayed.
+ */
+export const healable = (options: Partial<Options> = {}) =>
+<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.retry(
+    effect.pipe(
+      Effect.tapError((error) =>
+        isHealable(error)
+          ? Effect.logWarning("RPC work failed, retrying with backoff").pipe(
+            Effect.annotateLogs({ error: error instanceof Error ? error.message : String(error) })
+          )
+          : Effect.void
+      )
+    ),
+    schedule(options)
+  )

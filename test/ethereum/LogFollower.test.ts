@@ -1,0 +1,274 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Exit, Fiber, Layer, Metric, Option, Ref, Stream, TestClock } from "effect"
+import { EthereumClient, type EthLog } from "../../src/ethereum/EthereumClient.js"
+import { RpcBadRequest, RpcRateLimited, RpcTimeout } from "../../src/ethereum/errors.js"
+import * as LogFollower from "../../src/ethereum/LogFollower.js"
+import { blockHash, CONTRACT, FakeChain, TOPIC } from "./FakeChain.js"
+
+type Event = LogFollower.FollowerEvent
+
+const start = (
+  layer: Layer.Layer<EthereumClient>,
+  options: Partial<LogFollower.Options> = {}
+) =>
+  Effect.gen(function*() {
+    const events = yield* Ref.make<ReadonlyArray<Event>>([])
+    const fiber = yield* LogFollower.follow({
+      filter: { address: CONTRACT, topics: [TOPIC] },
+      from: LogFollower.startAt(0n),
+      confirmations: 5,
+      ...options
+    }).pipe(
+      Stream.runForEach((e) => Ref.update(events, (es) => [...es, e])),
+      Effect.provide(layer),
+      Effect.fork
+    )
+    yield* TestClock.adjust("10 millis")
+    return { events: Ref.get(events), fiber }
+  })
+
+const batches = (events: ReadonlyArray<Event>) =>
+  events.filter((e): e is LogFollower.Batch => e._tag === "Batch")
+
+/** What a consumer holds after applying every event: rewinds drop the logs above the ancestor. */
+const apply = (events: ReadonlyArray<Event>) => {
+  let logs: Array<EthLog> = []
+  let checkpoint: LogFollower.Checkpoint = LogFollower.startAt(0n)
+  for (const e of events) {
+    if (e._tag === "Batch") {
+      expect(e.from).toBe(checkpoint.height + 1n) // contiguous, no block twice, no gap
+      logs = [...logs, ...e.logs]
+      checkpoint = e.checkpoint
+    } else {
+      logs = logs.filter((l) => l.blockNumber <= e.checkpoint.height)
+      checkpoint = e.checkpoint
+    }
+  }
+  return { logs, checkpoint }
+}
+
+const logsUpTo = (chain: FakeChain, height: bigint) => chain.allLogs().filter((l) => l.blockNumber <= height)
+
+describe("LogFollower", () => {
+  it.effect("emits only confirmed ranges, each with the hash of its last block", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(21) // blocks 0..20
+      const f = yield* start(chain.layer)
+      let events = yield* f.events
+      expect(batches(events).map((b) => [b.from, b.to])).toEqual([[0n, 15n]])
+      expect(apply(events).logs).toEqual(logsUpTo(chain, 15n))
+      expect(batches(events)[0]!.toHash).toBe(blockHash(chain, 15n))
+
+      chain.mine(3) // head 23 -> confirmed 18
+      yield* TestClock.adjust("1 second")
+      events = yield* f.events
+      expect(batches(events).map((b) => [b.from, b.to])).toEqual([[0n, 15n], [16n, 18n]])
+      expect(apply(events)).toEqual({ logs: logsUpTo(chain, 18n), checkpoint: { height: 18n, hash: blockHash(chain, 18n) } })
+    }))
+
+  it.effect("emits nothing until a block has its confirmations", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(4) // head 3, 5 confirmations: nothing confirmed
+      const f = yield* start(chain.layer)
+      yield* TestClock.adjust("10 seconds")
+      expect(yield* f.events).toEqual([])
+      chain.mine(2) // head 5 -> block 0 confirmed
+      yield* TestClock.adjust("1 second")
+      expect(batches(yield* f.events).map((b) => [b.from, b.to])).toEqual([[0n, 0n]])
+    }))
+
+  it.effect("confirms by the finalized and safe tags", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(31) // head 30, finalized 20, safe 25
+      const finalized = yield* start(chain.layer, { confirmations: "finalized" })
+      const safe = yield* start(chain.layer, { confirmations: "safe" })
+      expect(apply(yield* finalized.events).checkpoint.height).toBe(20n)
+      expect(apply(yield* safe.events).checkpoint.height).toBe(25n)
+      chain.mine(4)
+      yield* TestClock.adjust("1 second")
+      expect(apply(yield* finalized.events).checkpoint.height).toBe(24n)
+      expect(apply(yield* safe.events)).toEqual({
+        logs: logsUpTo(chain, 29n),
+        checkpoint: { height: 29n, hash: blockHash(chain, 29n) }
+      })
+    }))
+
+  it.effect("fails when the provider does not know the tag", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(31)
+      chain.tagsSupported = false
+      const f = yield* start(chain.layer, { confirmations: "finalized" })
+      const exit = yield* Fiber.await(f.fiber)
+      expect(Exit.isFailure(exit) && exit.cause.toString()).toContain("BlockTagUnsupported")
+    }))
+
+  it.effect("a reorg within the confirmation depth costs nothing: the orphaned log is never emitted", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(21)
+      const f = yield* start(chain.layer)
+      const orphaned = chain.blocks[18]!.logs[0]!
+      chain.reorg(3, () => 2) // blocks 18..20 replaced, within depth 5
+      chain.mine(3) // head 23 -> confirmed 18
+      yield* TestClock.adjust("1 second")
+      const events = yield* f.events
+      expect(events.every((e) => e._tag === "Batch")).toBe(true)
+      const { logs } = apply(events)
+      expect(logs).toEqual(logsUpTo(chain, 18n))
+      expect(logs.map((l) => l.transactionHash)).not.toContain(orphaned.transactionHash)
+      expect(logs.filter((l) => l.blockNumber === 18n)).toHaveLength(2) // the replacement is
+    }))
+
+  it.effect("a reorg deeper than the depth: FinalityViolation, rewind to the common ancestor, re-scan", () =>
+    Effect.gen(function*() {
+      const before = (yield* Metric.value(LogFollower.finalityViolations)).count
+      const chain = new FakeChain(31)
+      const f = yield* start(chain.layer, { range: { initial: 10 } })
+      expect(batches(yield* f.events).map((b) => b.to)).toEqual([9n, 21n, 25n]) // the range grows
+      chain.reorg(12, () => 3) // blocks 19..30: batch ends 21 and 25 are orphaned, 9 is not
+      chain.mine(1)
+      yield* TestClock.adjust("1 second")
+      const events = yield* f.events
+      const rewind = events.find((e): e is LogFollower.Rewind => e._tag === "Rewind")!
+      expect(rewind.checkpoint).toEqual({ height: 9n, hash: blockHash(chain, 9n) })
+      expect(rewind.violation.height).toBe(25n)
+      expect(rewind.violation.actual).toBe(blockHash(chain, 25n))
+      expect(events.indexOf(rewind)).toBe(3)
+      expect(apply(events)).toEqual({ logs: logsUpTo(chain, 26n), checkpoint: { height: 26n, hash: blockHash(chain, 26n) } })
+      expect((yield* Metric.value(LogFollower.finalityViolations)).count).toBe(before + 1)
+    }))
+
+  it.effect("a restart from a checkpoint that is no longer canonical rewinds through the consumer's history", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(31)
+      const old = { height: 10n, hash: blockHash(chain, 10n) }
+      const stale = { height: 22n, hash: blockHash(chain, 22n) }
+      chain.reorg(15) // blocks 16..30 replaced: the stored checkpoint 22 is orphaned
+      const history = (below: bigint) =>
+        Effect.succeed(below > old.height ? Option.some(old) : Option.none<LogFollower.Checkpoint>())
+      const f = yield* start(chain.layer, { from: stale, history })
+      const events = yield* f.events
+      expect(events[0]).toMatchObject({ _tag: "Rewind", checkpoint: old })
+      expect(batches(events)[0]!.from).toBe(11n)
+
+      const alone = yield* start(chain.layer, { from: stale })
+      const exit = yield* Fiber.await(alone.fiber)
+      expect(Exit.isFailure(exit) && exit.cause.toString()).toContain("ReorgBeyondHistory")
+    }))
+
+  it.effect("a head that a lagging source reports lower never makes it re-emit or go back", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(21)
+      chain.headScript = [20n, 7n, 7n, 7n, 7n]
+      chain.missing.add(17n) // the lagging node does not have block 17 yet
+      const f = yield* start(chain.layer)
+      chain.mine(2) // head 22 -> confirmed 17
+      yield* TestClock.adjust("6 seconds")
+      expect(batches(yield* f.events).map((b) => b.to)).toEqual([15n])
+      chain.missing.delete(17n)
+      yield* TestClock.adjust("40 seconds")
+      const events = yield* f.events
+      expect(apply(events).checkpoint).toEqual({ height: 17n, hash: blockHash(chain, 17n) })
+      expect(apply(events).logs).toEqual(logsUpTo(chain, 17n))
+    }))
+
+  it.effect("logs that disagree with the batch's block hash are fetched again, never emitted", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(21)
+      chain.tamperNext = (logs) => logs.map((l) => (l.blockNumber === 15n ? { ...l, blockHash: blockHash(chain, 3n) } : l))
+      const f = yield* start(chain.layer)
+      expect(yield* f.events).toEqual([])
+      yield* TestClock.adjust("2 seconds")
+      const events = yield* f.events
+      expect(apply(events).logs).toEqual(logsUpTo(chain, 15n))
+      expect(chain.calls.get("eth_getLogs")).toBe(2)
+    }))
+
+  it.effect("retries healable errors with backoff, honouring Retry-After", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(21)
+      chain.failNext(
+        "eth_getLogs",
+        new RpcTimeout({ method: "eth_getLogs" }),
+        new RpcRateLimited({ method: "eth_getLogs", retryAfter: Option.some(Duration.seconds(5)), detail: "429" })
+      )
+      const f = yield* start(chain.layer)
+      yield* TestClock.adjust("4500 millis") // without Retry-After the second retry is due by 3.6 s
+      expect(yield* f.events).toEqual([])
+      yield* TestClock.adjust("3 seconds")
+      expect(apply(yield* f.events).checkpoint.height).toBe(15n)
+      expect(chain.calls.get("eth_getLogs")).toBe(3)
+    }))
+
+  it.effect("fails at once on an error that cannot heal", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(21)
+      chain.failNext("eth_getLogs", new RpcBadRequest({ method: "eth_getLogs", detail: "invalid params" }))
+      const f = yield* start(chain.layer)
+      const exit = yield* Fiber.await(f.fiber)
+      expect(Exit.isFailure(exit) && exit.cause.toString()).toContain("RpcBadRequest")
+      expect(chain.calls.get("eth_getLogs")).toBe(1)
+    }))
+
+  it.effect("adapts to a provider's range limit and still covers every block exactly once", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(3006) // confirmed 3000
+      chain.rangeLimit = { blocks: 300, hint: { _tag: "Limit", blocks: 300 } }
+      const f = yield* start(chain.layer)
+      const { logs, checkpoint } = apply(yield* f.events)
+      expect(checkpoint.height).toBe(3000n)
+      expect(logs).toEqual(logsUpTo(chain, 3000n))
+      expect(chain.requests[0]).toEqual([0n, 999n])
+      expect(chain.requests.slice(1).every(([a, b]) => b - a + 1n <= 300n)).toBe(true)
+    }))
+
+  it.effect("halves on a refusal without a number, down to one block, then fails", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(3006)
+      chain.rangeLimit = { blocks: 70, hint: { _tag: "Shrink" } }
+      const f = yield* start(chain.layer)
+      expect(apply(yield* f.events).logs).toEqual(logsUpTo(chain, 3000n))
+      expect(chain.requests.slice(0, 5).map(([a, b]) => Number(b - a + 1n))).toEqual([1000, 500, 250, 125, 62])
+
+      const stuck = new FakeChain(20)
+      stuck.rangeLimit = { blocks: 0, hint: { _tag: "Shrink" } }
+      const g = yield* start(stuck.layer)
+      const exit = yield* Fiber.await(g.fiber)
+      expect(Exit.isFailure(exit) && exit.cause.toString()).toContain("LogRangeIrreducible")
+    }))
+
+  it.effect("re-makes a new-heads subscription that went silent", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(21)
+      let subscriptions = 0
+      const deadSocket = Layer.succeed(EthereumClient, {
+        ...chain.client,
+        subscribes: true,
+        // Emits the head once, then never again: a socket that died without closing.
+        newHeads: Stream.suspend(() => {
+          subscriptions++
+          return Stream.concat(Stream.fromEffect(chain.client.headNumber), Stream.never)
+        })
+      })
+      const f = yield* start(deadSocket, { reconnectionInterval: "60 seconds" })
+      chain.mine(3)
+      yield* TestClock.adjust("59 seconds")
+      expect(batches(yield* f.events).map((b) => b.to)).toEqual([15n])
+      yield* TestClock.adjust("3 seconds")
+      expect(subscriptions).toBe(2)
+      expect(batches(yield* f.events).map((b) => b.to)).toEqual([15n, 18n])
+    }))
+
+  it.effect("polls heads when the provider refuses the subscription", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(21)
+      const refused = Layer.succeed(EthereumClient, {
+        ...chain.client,
+        subscribes: true,
+        newHeads: Stream.fail(new RpcBadRequest({ method: "eth_subscribe", detail: "method not supported" }))
+      })
+      const f = yield* start(refused, { pollInterval: "2 seconds" })
+      chain.mine(3)
+      yield* TestClock.adjust("2 seconds")
+      expect(batches(yield* f.events).map((b) => b.to)).toEqual([15n, 18n])
+    }))
+})
