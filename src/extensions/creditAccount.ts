@@ -1,0 +1,173 @@
+/**
+ * `credit_account`: a deposit seen on an outside chain, credited to an account once the network
+ * confirms it. The `eth_deposits` listener broadcasts it; its resolution writes `accounts`.
+ *
+ * The body is the ABI encoding (viem) of `(uint256 chainId, address account, uint256 amount,
+ * bytes32 txHash, uint32 logIndex)`. The log index is part of the body (the original left it out,
+ * so two equal `Credit` logs in one transaction collapsed into one credit), and so is the chain id.
+ * Decoding accepts only the canonical 160-byte encoding: two different bodies never decode to the
+ * same deposit, so one deposit cannot be credited twice under two ids.
+ *
+ * Accounts are keyed by the lower-case hex address (whatever the chain); balances are uint256
+ * decimal strings.
+ */
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Data, Effect, Either, ParseResult, Schema } from "effect"
+import { encodeAbiParameters, hexToBytes, isAddress } from "viem"
+import * as EventType from "../events/EventType.js"
+import * as Resolution from "../voting/Resolution.js"
+import * as TxSql from "../voting/TxSql.js"
+
+const Address = Schema.TemplateLiteral("0x", Schema.String).pipe(
+  Schema.filter((s) => isAddress(s, { strict: false }) || "expected a 20-byte hex address")
+)
+const Hash = Schema.TemplateLiteral("0x", Schema.String).pipe(
+  Schema.filter((s) => /^0x[0-9a-fA-F]{64}$/.test(s) || "expected a 32-byte hex hash")
+)
+
+/** A deposit: `amount` (base units) credited to `account`, observed in log `logIndex` of `txHash` on `chainId`. */
+export const Payload = Schema.Struct({
+  chainId: Schema.BigIntFromSelf,
+  account: Address,
+  amount: Schema.BigIntFromSelf,
+  txHash: Hash,
+  logIndex: Schema.Int.pipe(Schema.between(0, 0xffff_ffff))
+})
+export type Payload = typeof Payload.Type
+
+/** The ABI parameters of a body, in order. */
+export const abi = [
+  { name: "chainId", type: "uint256" },
+  { name: "account", type: "address" },
+  { name: "amount", type: "uint256" },
+  { name: "txHash", type: "bytes32" },
+  { name: "logIndex", type: "uint32" }
+] as const
+
+const validatePayload = Schema.validateEither(Payload)
+
+/**
+ * Decodes the five static words of the ABI encoding directly. Same result as viem's
+ * `decodeAbiParameters(abi, bytes)` (the tests check it), but strict (exactly 160 bytes, zero
+ * padding: one deposit has one body) and about 50x faster, which matters when a block resolves
+ * thousands of deposits.
+ */
+const decodeWords = (bytes: Uint8Array): Payload | string => {
+  if (bytes.length !== 160) return `expected 160 bytes, got ${bytes.length}`
+  for (let i = 32; i < 44; i++) if (bytes[i] !== 0) return "the account word has non-zero padding"
+  for (let i = 128; i < 156; i++) if (bytes[i] !== 0) return "the logIndex word exceeds uint32"
+  const hex = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex")
+  const word = (n: number) => hex.slice(n * 64, (n + 1) * 64)
+  return {
+    chainId: BigInt(`0x${word(0)}`),
+    account: `0x${word(1).slice(24)}`,
+    amount: BigInt(`0x${word(2)}`),
+    txHash: `0x${word(3)}`,
+    logIndex: Number.parseInt(word(4).slice(56), 16)
+  }
+}
+
+/** `Uint8Array <-> Payload` through the canonical ABI encoding. */
+export const PayloadFromBytes: Schema.Schema<Payload, Uint8Array> = Schema.transformOrFail(
+  Schema.Uint8ArrayFromSelf,
+  // A plain shape check on this side: `decodeWords` builds only valid payloads, and `encode`
+  // validates against `Payload` in full (it is the slow part of a decode).
+  Schema.declare(
+    (u: unknown): u is Payload =>
+      typeof u === "object" && u !== null && "chainId" in u && "account" in u && "amount" in u &&
+      "txHash" in u && "logIndex" in u,
+    { identifier: "CreditAccountPayload" }
+  ),
+  {
+    strict: true,
+    decode: (bytes, _, ast) => {
+      const payload = decodeWords(bytes)
+      return typeof payload === "string"
+        ? ParseResult.fail(new ParseResult.Type(ast, bytes, `not a canonical credit_account body: ${payload}`))
+        : ParseResult.succeed(payload)
+    },
+    encode: (payload, _, ast) => {
+      const valid = validatePayload(payload)
+      if (Either.isLeft(valid)) return ParseResult.fail(valid.left.issue)
+      try {
+        return ParseResult.succeed(
+          hexToBytes(
+            encodeAbiParameters(abi, [payload.chainId, payload.account, payload.amount, payload.txHash, payload.logIndex])
+          )
+        )
+      } catch (cause) {
+        return ParseResult.fail(
+          new ParseResult.Type(ast, payload, `cannot ABI-encode a credit_account payload: ${errorText(cause)}`)
+        )
+      }
+    }
+  }
+)
+
+/** The `credit_account` event type, shared by the listener that broadcasts and the resolution. */
+export const CreditAccount = EventType.make("credit_account", PayloadFromBytes)
+
+/** A confirmed deposit whose amount is zero or negative: nothing is credited. */
+export class InvalidCreditAmount extends Data.TaggedError("InvalidCreditAmount")<{
+  readonly account: string
+  readonly amount: bigint
+  readonly txHash: string
+  readonly logIndex: number
+}> {
+  override get message() {
+    return `credit_account for ${this.account} (tx ${this.txHash}, log ${this.logIndex}) refused: ` +
+      `amount ${this.amount} must be positive`
+  }
+}
+
+/** The key of an address in `accounts`. */
+export const accountKey = (account: string): string => account.toLowerCase()
+
+/** Adds `amount` to `account`'s balance, creating the account; runs in the caller's transaction. */
+export const credit = (account: string, amount: bigint): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const key = accountKey(account)
+    const rows = yield* TxSql.query<{ balance: string }>("SELECT balance FROM accounts WHERE identifier = ?", [key])
+    const balance = (rows[0] === undefined ? 0n : BigInt(rows[0].balance)) + amount
+    yield* TxSql.run(
+      "INSERT INTO accounts (identifier, balance) VALUES (?, ?) ON CONFLICT (identifier) DO UPDATE SET balance = excluded.balance",
+      [key, balance.toString()]
+    )
+  })
+
+/** The resolution: 2/3 to confirm, 1/3 to refund, expiry after 600 blocks (Kwil's values). */
+export const creditAccount = Resolution.make({
+  type: CreditAccount,
+  confirmationThreshold: Resolution.fraction(2, 3),
+  refundThreshold: Resolution.fraction(1, 3),
+  expirationPeriod: 600,
+  resolve: (payload: Payload): Effect.Effect<void, InvalidCreditAmount | SqlError, SqlClient.SqlClient> =>
+    payload.amount <= 0n
+      ? new InvalidCreditAmount({
+        account: payload.account,
+        amount: payload.amount,
+        txHash: payload.txHash,
+        logIndex: payload.logIndex
+      })
+      : credit(payload.account, payload.amount)
+})
+
+/** `account`'s balance; 0 for an account never credited. */
+export const balanceOf = (account: string): Effect.Effect<bigint, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ balance: string }>`SELECT balance FROM accounts WHERE identifier = ${accountKey(account)}`).pipe(
+      Effect.map((rows) => (rows[0] === undefined ? 0n : BigInt(rows[0].balance)))
+    )
+
+/** Every account and its balance, sorted by identifier. */
+export const balances: Effect.Effect<
+  ReadonlyArray<{ readonly identifier: string; readonly balance: bigint }>,
+  SqlError,
+  SqlClient.SqlClient
+> = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql<{ identifier: string; balance: string }>`SELECT identifier, balance FROM accounts ORDER BY identifier`).pipe(
+    Effect.map((rows) => rows.map((r) => ({ identifier: r.identifier, balance: BigInt(r.balance) })))
+  )
+
+const errorText = (cause: unknown): string => (cause instanceof Error ? cause.message.split("\n")[0]! : String(cause))

@@ -1,0 +1,131 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, FastCheck as fc } from "effect"
+import { decodeAbiParameters, encodeAbiParameters, hexToBytes } from "viem"
+import * as EventId from "../../src/events/EventId.js"
+import { abi, balanceOf, balances, CreditAccount, type Payload } from "../../src/extensions/creditAccount.js"
+import { makeNode, runBlock, type TestNode, validators } from "../voting/harness.js"
+
+const alice = "0x00000000000000000000000000000000000a11ce"
+const bob = "0x0000000000000000000000000000000000000b0b"
+const txHash = (n: number) => `0x${n.toString(16).padStart(64, "0")}` as const
+
+const deposit = (account: `0x${string}`, amount: bigint, n: number, logIndex = 0): Payload => ({
+  chainId: 1n,
+  account,
+  amount,
+  txHash: txHash(n),
+  logIndex
+})
+
+const body = (payload: Payload) => Effect.map(CreditAccount.encode(payload), (bytes) => ({ type: CreditAccount.name, body: bytes }))
+
+/** Proposes `bodies` at `height` (by A) and confirms them with B's and C's votes at `height + 1`. */
+const confirm = (node: TestNode, height: bigint, bodies: ReadonlyArray<{ type: string; body: Uint8Array }>) =>
+  Effect.gen(function*() {
+    const ids = bodies.map((b) => EventId.make(b.type, b.body))
+    yield* node.run(runBlock({ height, proposer: "A", validators: validators("A", "B", "C", "D"), bodies }))
+    return yield* node.run(runBlock({
+      height: height + 1n,
+      proposer: "A",
+      votes: [{ sender: "B", ids }, { sender: "C", ids }]
+    }))
+  })
+
+describe("credit_account payload", () => {
+  it.effect.prop(
+    "round-trips through its ABI bytes",
+    [fc.bigInt({ min: 0n, max: (1n << 256n) - 1n }), fc.bigInt({ min: 0n, max: (1n << 256n) - 1n }), fc.nat()],
+    ([chainId, amount, logIndex]) =>
+      Effect.gen(function*() {
+        const payload: Payload = { chainId, account: alice, amount, txHash: txHash(7), logIndex }
+        const bytes = yield* CreditAccount.encode(payload)
+        expect(bytes.length).toBe(160)
+        expect(yield* CreditAccount.decode(bytes)).toEqual(payload)
+        // The fast decoder agrees with viem's.
+        const [c, a, m, h, l] = decodeAbiParameters(abi, bytes)
+        expect({ chainId: c, account: a.toLowerCase(), amount: m, txHash: h, logIndex: l }).toEqual(payload)
+      }),
+    { fastCheck: { numRuns: 50 } }
+  )
+
+  it.effect("refuses bytes that are not a canonical encoding, and amounts a uint256 cannot hold", () =>
+    Effect.gen(function*() {
+      const good = yield* CreditAccount.encode(deposit(alice, 5n, 1))
+      const bad = [
+        new Uint8Array([1, 2, 3]),
+        new Uint8Array([...good, 0]), // trailing byte
+        Uint8Array.from(good, (x, i) => (i === 32 ? 0xff : x)), // dirty address padding
+        Uint8Array.from(good, (x, i) => (i === 128 ? 0x01 : x)) // logIndex beyond uint32
+      ]
+      for (const bytes of bad) {
+        const error = yield* Effect.flip(CreditAccount.decode(bytes))
+        expect(error._tag).toBe("PayloadCodecError")
+        expect(error.direction).toBe("decode")
+      }
+      const negative = yield* Effect.flip(CreditAccount.encode(deposit(alice, -1n, 1)))
+      expect(negative).toMatchObject({ _tag: "PayloadCodecError", direction: "encode" })
+      const notAnAddress = yield* Effect.flip(CreditAccount.encode(deposit("0x1234", 1n, 1)))
+      expect(notAnAddress._tag).toBe("PayloadCodecError")
+      // The same ABI shape with a checksummed address decodes to the lower-case one.
+      const checksummed = hexToBytes(encodeAbiParameters(
+        [{ type: "uint256" }, { type: "address" }, { type: "uint256" }, { type: "bytes32" }, { type: "uint32" }],
+        [1n, "0x52908400098527886E0F7030069857D2E4169EE7", 5n, txHash(1), 0]
+      ))
+      expect((yield* CreditAccount.decode(checksummed)).account).toBe("0x52908400098527886e0f7030069857d2e4169ee7")
+    }))
+})
+
+describe("credit_account resolution", () => {
+  it.scoped("adds up several deposits to one account, beyond int64", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      const big = 10n ** 30n
+      const bodies = yield* Effect.all([
+        body(deposit(alice, 5n, 1)),
+        body(deposit(alice, big, 2)),
+        body(deposit(bob, 7n, 3))
+      ])
+      const outcome = yield* confirm(node, 1n, bodies)
+      expect(outcome.resolved.length).toBe(3)
+      const more = yield* confirm(node, 3n, [yield* body(deposit(alice, 11n, 4))])
+      expect(more.resolved.length).toBe(1)
+      expect(yield* node.run(balanceOf(alice))).toBe(big + 16n)
+      expect(yield* node.run(balanceOf(alice.toUpperCase().replace("0X", "0x")))).toBe(big + 16n)
+      expect(yield* node.run(balances)).toEqual([
+        { identifier: bob, balance: 7n },
+        { identifier: alice, balance: big + 16n }
+      ])
+    }))
+
+  it.scoped("credits two equal deposits of one transaction twice (different log index)", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      const bodies = yield* Effect.all([body(deposit(alice, 5n, 1, 0)), body(deposit(alice, 5n, 1, 1))])
+      expect(EventId.make(bodies[0]!.type, bodies[0]!.body)).not.toBe(EventId.make(bodies[1]!.type, bodies[1]!.body))
+      const outcome = yield* confirm(node, 1n, bodies)
+      expect(outcome.resolved.length).toBe(2)
+      expect(yield* node.run(balanceOf(alice))).toBe(10n)
+    }))
+
+  it.scoped("refuses a zero amount and undecodable bytes, crediting nothing for them alone", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      const zero = yield* body(deposit(alice, 0n, 1))
+      const garbage = { type: CreditAccount.name, body: new Uint8Array([9, 9, 9]) }
+      const fine = yield* body(deposit(bob, 3n, 2))
+      const outcome = yield* confirm(node, 1n, [zero, garbage, fine])
+      expect(outcome.resolved).toEqual([EventId.make(fine.type, fine.body)])
+      const tags = new Map(outcome.failures.map((f) => [f.id, (f.error as { _tag: string })._tag]))
+      expect(tags.get(EventId.make(zero.type, zero.body))).toBe("InvalidCreditAmount")
+      expect(tags.get(EventId.make(garbage.type, garbage.body))).toBe("PayloadCodecError")
+      expect(yield* node.run(balances)).toEqual([{ identifier: bob, balance: 3n }])
+    }))
+
+  it("uses Kwil's thresholds and expiry", async () => {
+    const { creditAccount } = await import("../../src/extensions/creditAccount.js")
+    expect(creditAccount.confirmationThreshold).toEqual({ numerator: 2n, denominator: 3n })
+    expect(creditAccount.refundThreshold).toEqual({ numerator: 1n, denominator: 3n })
+    expect(creditAccount.expirationPeriod).toBe(600n)
+    expect(creditAccount.type.name).toBe("credit_account")
+  })
+})

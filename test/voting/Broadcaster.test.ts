@@ -1,0 +1,114 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Ref } from "effect"
+import * as EventId from "../../src/events/EventId.js"
+import { EventLog } from "../../src/events/EventLog.js"
+import { Broadcaster, voteBodySize } from "../../src/voting/Broadcaster.js"
+import { makeNode, note, observe, runBlock, type TestNode, validators } from "./harness.js"
+
+const idOf = (event: { type: string; body: Uint8Array }) => EventId.make(event.type, event.body)
+const ABC = validators("A", "B", "C")
+const after = (node: TestNode, height: bigint, proposer: string, isValidator = true) =>
+  node.run(Effect.flatMap(Broadcaster, (b) => b.afterBlock({ height, proposer, isValidator })))
+
+describe("Broadcaster.proposal", () => {
+  it.scoped("takes un-resolved local events in insertion order within the count and byte caps", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      const events = yield* Effect.all([5, 3, 9, 1, 7].map((n) => note(n)))
+      for (const e of events) yield* node.run(observe(e))
+      // Event 3 already has a resolution: it is voted with VoteIds, never proposed again.
+      yield* node.run(runBlock({ height: 1n, proposer: "B", validators: ABC, bodies: [events[1]!] }))
+      const propose = (caps: { maxVotes: number; maxBytes: number }) =>
+        node.run(Effect.flatMap(Broadcaster, (b) => b.proposal(caps)))
+
+      const byCount = yield* propose({ maxVotes: 2, maxBytes: 1_000_000 })
+      expect(byCount._tag).toBe("VoteBodies")
+      expect(byCount.sender).toBe("A")
+      expect(byCount.events).toEqual([events[0], events[2]])
+
+      const sizes = [events[0], events[2], events[3]].map((e) => voteBodySize({ ...e!, id: idOf(e!) }))
+      const byBytes = yield* propose({ maxVotes: 100, maxBytes: sizes[0]! + sizes[1]! + sizes[2]! - 1 })
+      expect(byBytes.events).toEqual([events[0], events[2]])
+      const exact = yield* propose({ maxVotes: 100, maxBytes: sizes[0]! + sizes[1]! + sizes[2]! })
+      expect(exact.events).toEqual([events[0], events[2], events[3]])
+      expect((yield* propose({ maxVotes: 0, maxBytes: 1_000_000 })).events).toEqual([])
+    }))
+})
+
+describe("Broadcaster.afterBlock", () => {
+  it.scoped("votes for resolved-elsewhere events unless it proposed the block, and marks them voted", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("B")
+      const events = yield* Effect.all([note(1), note(2), note(3)])
+      for (const e of events) yield* node.run(observe(e))
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: ABC, bodies: events.slice(0, 2) }))
+
+      expect(yield* after(node, 1n, "B")).toEqual({ sent: [], resent: [] })
+      expect(yield* Ref.get(node.submitted)).toEqual([])
+
+      const outcome = yield* after(node, 1n, "A")
+      const ids = events.slice(0, 2).map(idOf)
+      expect(outcome).toEqual({ sent: ids, resent: [] })
+      const [tx] = yield* Ref.get(node.submitted)
+      expect(tx).toMatchObject({ _tag: "VoteIds", sender: "B", ids })
+      const voted = yield* node.run(Effect.flatMap(EventLog, (l) => l.list({ voted: true })))
+      expect(voted.map((e) => e.id)).toEqual(ids)
+      // Nothing new: nothing sent.
+      expect(yield* after(node, 2n, "A")).toEqual({ sent: [], resent: [] })
+    }))
+
+  it.scoped("sends nothing while the node is not a validator", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("Z")
+      const e = yield* note(1)
+      yield* node.run(observe(e))
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: ABC, bodies: [e] }))
+      expect(yield* after(node, 1n, "A", false)).toEqual({ sent: [], resent: [] })
+      expect(yield* Ref.get(node.submitted)).toEqual([])
+      expect(yield* node.run(Effect.flatMap(EventLog, (l) => l.list({ voted: true })))).toEqual([])
+    }))
+
+  it.scoped("marks events its own proposal voted for without sending them", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      const e = yield* note(1)
+      yield* node.run(observe(e))
+      const bodies = yield* node.run(Effect.flatMap(Broadcaster, (b) => b.proposal({ maxVotes: 10, maxBytes: 10_000 })))
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: ABC, bodies: bodies.events }))
+      expect(yield* after(node, 2n, "B")).toEqual({ sent: [], resent: [] })
+      expect(yield* Ref.get(node.submitted)).toEqual([])
+      expect((yield* node.run(Effect.flatMap(EventLog, (l) => l.list({ voted: true })))).map((x) => x.id)).toEqual([
+        idOf(e)
+      ])
+    }))
+
+  it.scoped("re-sends a vote that has not landed after resendAfterBlocks, and stops once it lands", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("B", { resendAfterBlocks: 3 })
+      const e = yield* note(1)
+      const id = idOf(e)
+      yield* node.run(observe(e))
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A", "B", "C", "D"), bodies: [e] }))
+      expect((yield* after(node, 1n, "A")).sent).toEqual([id])
+      // The tx is lost: the ledger never sees B's vote.
+      for (const height of [2n, 3n]) expect(yield* after(node, height, "A")).toEqual({ sent: [], resent: [] })
+      expect(yield* after(node, 4n, "A")).toEqual({ sent: [], resent: [id] })
+      expect((yield* Ref.get(node.submitted)).length).toBe(2)
+      // Not while proposing, though.
+      expect(yield* after(node, 7n, "B")).toEqual({ sent: [], resent: [] })
+      // This time it lands: never sent again.
+      yield* node.run(runBlock({ height: 8n, proposer: "A", votes: [{ sender: "B", ids: [id] }] }))
+      for (const height of [8n, 11n, 20n]) expect(yield* after(node, height, "A")).toEqual({ sent: [], resent: [] })
+      expect((yield* Ref.get(node.submitted)).length).toBe(2)
+    }))
+
+  it.scoped("caps a VoteIds tx at maxVotesPerTx, fresh votes first", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("B", { maxVotesPerTx: 2 })
+      const events = yield* Effect.all([note(1), note(2), note(3)])
+      for (const e of events) yield* node.run(observe(e))
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: ABC, bodies: events }))
+      expect((yield* after(node, 1n, "A")).sent).toEqual(events.slice(0, 2).map(idOf))
+      expect((yield* after(node, 2n, "A")).sent).toEqual([idOf(events[2]!)])
+    }))
+})

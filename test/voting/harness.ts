@@ -1,0 +1,124 @@
+/**
+ * Test nodes for the voting tests: each one a fresh `:memory:` SQLite database, migrated, with the
+ * real event store, a vote ledger and a broadcaster over a recording transport.
+ */
+import { SqlClient } from "@effect/sql"
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import { Data, Effect, Layer, Ref, Schema, type Scope } from "effect"
+import { EventLog } from "../../src/events/EventLog.js"
+import { EventStorage, EventStore } from "../../src/events/EventStore.js"
+import * as EventType from "../../src/events/EventType.js"
+import { credit, creditAccount } from "../../src/extensions/creditAccount.js"
+import { NodeInfo } from "../../src/listener/NodeInfo.js"
+import * as Migrations from "../../src/storage/migrations.js"
+import { Broadcaster, type BroadcasterConfig } from "../../src/voting/Broadcaster.js"
+import * as Resolution from "../../src/voting/Resolution.js"
+import { ResolutionRegistry } from "../../src/voting/ResolutionRegistry.js"
+import { type BlockInfo, type Validator, VoteLedger } from "../../src/voting/VoteLedger.js"
+import { VoteTransport, type VoteBody, type VoteTx } from "../../src/voting/VoteTransport.js"
+
+/** A test payload: `resolve` credits `account` with 1, then fails when `fail` is set (the credit must roll back). */
+export const Note = EventType.make(
+  "note",
+  EventType.json(Schema.Struct({ n: Schema.Number, account: Schema.String, fail: Schema.Boolean }))
+)
+
+export class NoteFailed extends Data.TaggedError("NoteFailed")<{ readonly n: number }> {}
+
+/** Short expiry (5 blocks), refund at 1/2, confirm at 2/3. */
+export const noteResolution = Resolution.make({
+  type: Note,
+  confirmationThreshold: Resolution.fraction(2, 3),
+  refundThreshold: Resolution.fraction(1, 2),
+  expirationPeriod: 5,
+  resolve: (payload) =>
+    Effect.zipRight(
+      credit(payload.account, 1n),
+      payload.fail ? Effect.fail(new NoteFailed({ n: payload.n })) : Effect.void
+    )
+})
+
+export const note = (n: number, options: { account?: string; fail?: boolean } = {}) =>
+  Effect.map(Note.encode({ n, account: options.account ?? `acct-${n}`, fail: options.fail ?? false }), (body) => ({
+    type: Note.name,
+    body
+  } satisfies VoteBody))
+
+export type NodeServices =
+  | VoteLedger
+  | Broadcaster
+  | EventLog
+  | EventStorage
+  | SqlClient.SqlClient
+  | ResolutionRegistry
+
+/** The layers of one node named `identity`, in its own fresh database. */
+export const nodeLayer = (
+  identity: string,
+  submitted: Ref.Ref<ReadonlyArray<VoteTx>>,
+  config: BroadcasterConfig = {}
+) => {
+  const db = Migrations.layer.pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })))
+  const registry = ResolutionRegistry.layer(creditAccount, noteResolution)
+  const events = EventStore.layerSql.pipe(Layer.provideMerge(registry), Layer.provideMerge(db))
+  const ledger = VoteLedger.layer.pipe(Layer.provideMerge(events))
+  return Broadcaster.layer(config).pipe(
+    Layer.provideMerge(ledger),
+    Layer.provide(VoteTransport.layerRef(submitted)),
+    Layer.provide(NodeInfo.layer({ identity, extensions: {} }))
+  )
+}
+
+export interface TestNode {
+  readonly identity: string
+  /** Every tx this node's broadcaster submitted. */
+  readonly submitted: Ref.Ref<ReadonlyArray<VoteTx>>
+  /** Runs `effect` against this node's services. */
+  readonly run: <A, E>(effect: Effect.Effect<A, E, NodeServices>) => Effect.Effect<A, E>
+}
+
+/** A node living as long as the enclosing scope. */
+export const makeNode = (
+  identity: string,
+  config: BroadcasterConfig = {}
+): Effect.Effect<TestNode, unknown, Scope.Scope> =>
+  Effect.gen(function*() {
+    const submitted = yield* Ref.make<ReadonlyArray<VoteTx>>([])
+    const context = yield* Layer.build(nodeLayer(identity, submitted, config))
+    return { identity, submitted, run: (effect) => Effect.provide(effect, context) }
+  })
+
+export const validators = (...identities: ReadonlyArray<string>): ReadonlyArray<Validator> =>
+  identities.map((identity) => ({ identity, power: 1n }))
+
+/** One block as every node executes it. */
+export interface Block {
+  readonly height: bigint
+  readonly proposer: string
+  readonly validators?: ReadonlyArray<Validator>
+  readonly bodies?: ReadonlyArray<VoteBody>
+  readonly votes?: ReadonlyArray<{ readonly sender: string; readonly ids: ReadonlyArray<string> }>
+}
+
+/** Executes `block` in one transaction, as a host would, and returns what finalizing it did. */
+export const runBlock = (block: Block) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const ledger = yield* VoteLedger
+    return yield* Effect.gen(function*() {
+      if (block.validators !== undefined) yield* ledger.setValidators(block.validators)
+      const info: BlockInfo = { height: block.height, proposer: block.proposer }
+      if (block.bodies !== undefined) yield* ledger.applyVoteBodies(block.proposer, block.bodies, info)
+      for (const vote of block.votes ?? []) {
+        yield* ledger.applyVoteIds(vote.sender, vote.ids as ReadonlyArray<never>)
+      }
+      return yield* ledger.finalizeBlock(block.height)
+    }).pipe(sql.withTransaction)
+  })
+
+/** The `accounts` balance of `account` (0 when absent). */
+export { balanceOf } from "../../src/extensions/creditAccount.js"
+
+/** Broadcasts `body` of `type` through the node's store for listener "test". */
+export const observe = (event: VoteBody) =>
+  Effect.flatMap(EventStorage, (storage) => storage.forListener("test").broadcastRaw(event.type, event.body))
