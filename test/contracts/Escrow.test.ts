@@ -1,16 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { getAddress } from "viem"
-import * as Anvil from "../../src/devnet/Anvil.js"
 import * as Contracts from "../../src/extensions/contracts/index.js"
+import * as EscrowChain from "../support/EscrowChain.js"
 
-const setup = Effect.gen(function*() {
-  const anvil = yield* Anvil.make()
-  const clients: Contracts.Clients = { wallet: anvil.walletClient(0), public: anvil.publicClient }
-  const deployment = yield* Contracts.deploy(clients)
-  yield* Contracts.fund(clients, deployment, 10_000n)
-  return { anvil, clients, deployment }
-})
+const setup = EscrowChain.make()
 
 describe("TestToken and Escrow", () => {
   it.scopedLive("deposit pulls the tokens and emits one Credit(from, amount), topic0 only", () =>

@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import * as Anvil from "../../src/devnet/Anvil.js"
 import * as Contracts from "../../src/extensions/contracts/index.js"
+import * as EscrowChain from "../support/EscrowChain.js"
 
 describe("Anvil", () => {
   it.live("starts on a free loopback port, answers, and is gone once its scope closes", () =>
@@ -54,10 +55,7 @@ describe("Anvil", () => {
 
   it.scopedLive("reorg replaces the deposit's block: the log leaves the canonical chain, hashes change", () =>
     Effect.gen(function*() {
-      const anvil = yield* Anvil.make()
-      const clients: Contracts.Clients = { wallet: anvil.walletClient(0), public: anvil.publicClient }
-      const deployment = yield* Contracts.deploy(clients)
-      yield* Contracts.fund(clients, deployment, 1_000n)
+      const { anvil, clients, deployment } = yield* EscrowChain.make()
       const receipt = yield* Contracts.deposit(clients, deployment, 42n)
       yield* anvil.mine(2)
       const head = yield* anvil.blockNumber
