@@ -86,3 +86,16 @@ describe("Anvil", () => {
       expect(yield* credits()).toHaveLength(0)
     }))
 })
+
+describe("Anvil.layer", () => {
+  it.live("provides the instance; with slotsInAnEpoch the safe and finalized tags trail latest", () =>
+    Effect.gen(function*() {
+      const anvil = yield* Anvil.Anvil
+      yield* anvil.mine(10)
+      const tag = (blockTag: "latest" | "safe" | "finalized") =>
+        Effect.promise(() => anvil.publicClient.getBlock({ blockTag })).pipe(Effect.map((b) => b.number))
+      expect(yield* tag("latest")).toBe(10n)
+      expect(yield* tag("safe")).toBe(8n)
+      expect(yield* tag("finalized")).toBe(6n)
+    }).pipe(Effect.provide(Anvil.Anvil.layer({ noMining: true, slotsInAnEpoch: 2 }))))
+})
