@@ -218,8 +218,8 @@ interface ResolutionRow {
   readonly type: string
   readonly body: Uint8Array
   readonly proposer: string
-  readonly created_height: number | bigint
-  readonly expiration_height: number | bigint
+  readonly created_height: string
+  readonly expiration_height: string
   readonly approved: string
 }
 
@@ -628,7 +628,8 @@ const make = Effect.gen(function*() {
           GROUP BY v.resolution_id
         )
         SELECT r.id AS id, r.type AS type, r.body AS body, r.proposer AS proposer,
-               r.created_height AS created_height, r.expiration_height AS expiration_height,
+               CAST(r.created_height AS TEXT) AS created_height,
+               CAST(r.expiration_height AS TEXT) AS expiration_height,
                CAST(COALESCE(a.power, 0) AS TEXT) AS approved
         FROM resolutions r LEFT JOIN approved a ON a.id = r.id
         ${

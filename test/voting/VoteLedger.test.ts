@@ -4,7 +4,8 @@ import { Effect } from "effect"
 import * as EventId from "../../src/events/EventId.js"
 import { EventLog } from "../../src/events/EventLog.js"
 import { VoteLedger } from "../../src/voting/VoteLedger.js"
-import { balanceOf, makeNode, note, observe, runBlock, validators } from "./harness.js"
+import type { VoteBody } from "../../src/voting/VoteTransport.js"
+import { balanceOf, Flaky, flakyCalls, makeNode, note, observe, runBlock, validators } from "./harness.js"
 
 const idOf = (event: { type: string; body: Uint8Array }) => EventId.make(event.type, event.body)
 const ABCD = validators("A", "B", "C", "D")
@@ -233,6 +234,45 @@ describe("VoteLedger lifecycle", () => {
       expect(yield* node.run(balanceOf("shared"))).toBe(2n)
       expect(yield* node.run(Effect.flatMap(VoteLedger, (l) => l.all))).toEqual([])
       expect(yield* node.run(Effect.flatMap(EventLog, (l) => l.isProcessed(ids[1]!)))).toBe(true)
+    }))
+
+  it.scoped("applies many resolutions with scattered failures exactly as one savepoint each would", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      // More than one optimistic batch (256), failures spread over them.
+      const events = yield* Effect.all(
+        Array.from({ length: 700 }, (_, n) => note(n, { account: `acct-${n % 3}`, fail: n % 7 === 0 }))
+      )
+      const failing = new Set(events.filter((_, n) => n % 7 === 0).map(idOf))
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A", "B"), bodies: events }))
+      const ids = events.map(idOf)
+      const b2 = yield* node.run(runBlock({ height: 2n, proposer: "A", votes: [{ sender: "B", ids }] }))
+      expect(b2.failures.map((f) => f.id)).toEqual([...failing].sort())
+      expect(b2.resolved).toEqual(ids.filter((id) => !failing.has(id)).sort())
+      const expected = [0, 1, 2].map((k) =>
+        BigInt(Array.from({ length: 700 }, (_, n) => n).filter((n) => n % 3 === k && n % 7 !== 0).length)
+      )
+      for (const k of [0, 1, 2]) expect(yield* node.run(balanceOf(`acct-${k}`))).toBe(expected[k])
+    }))
+
+  it.scoped("still rolls back a resolve that fails only when re-applied", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      // A flaky resolution sorted before a failing one: applied once in the optimistic run, then
+      // re-applied alone after the failure, where it fails.
+      let n = 0
+      let flaky: VoteBody
+      let failing: VoteBody
+      do {
+        n++
+        flaky = { type: Flaky.name, body: yield* Flaky.encode({ n }) }
+        failing = yield* note(n, { fail: true })
+      } while (idOf(flaky) > idOf(failing))
+      flakyCalls.clear()
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A"), bodies: [flaky, failing] }))
+      expect(flakyCalls.get(n)).toBe(2)
+      expect(yield* node.run(balanceOf(`flaky-${n}`))).toBe(0n)
+      expect(yield* node.run(balanceOf(`acct-${n}`))).toBe(0n)
     }))
 
   it.scoped("leaves nothing confirmed while nobody holds power", () =>

@@ -38,6 +38,20 @@ export const noteResolution = Resolution.make({
     )
 })
 
+/** How many times `flaky` resolved each `n`: it credits, then fails from the second call on. */
+export const flakyCalls = new Map<number, number>()
+
+/** A resolution that breaks the determinism contract on purpose: it fails when re-applied. */
+export const Flaky = EventType.make("flaky", EventType.json(Schema.Struct({ n: Schema.Number })))
+export const flakyResolution = Resolution.make({
+  type: Flaky,
+  resolve: ({ n }) => {
+    const calls = (flakyCalls.get(n) ?? 0) + 1
+    flakyCalls.set(n, calls)
+    return Effect.zipRight(credit(`flaky-${n}`, 1n), calls > 1 ? Effect.fail(new NoteFailed({ n })) : Effect.void)
+  }
+})
+
 export const note = (n: number, options: { account?: string; fail?: boolean } = {}) =>
   Effect.map(Note.encode({ n, account: options.account ?? `acct-${n}`, fail: options.fail ?? false }), (body) => ({
     type: Note.name,
@@ -59,7 +73,7 @@ export const nodeLayer = (
   config: BroadcasterConfig = {}
 ) => {
   const db = Migrations.layer.pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })))
-  const registry = ResolutionRegistry.layer(creditAccount, noteResolution)
+  const registry = ResolutionRegistry.layer(creditAccount, noteResolution, flakyResolution)
   const events = EventStore.layerSql.pipe(Layer.provideMerge(registry), Layer.provideMerge(db))
   const ledger = VoteLedger.layer.pipe(Layer.provideMerge(events))
   return Broadcaster.layer(config).pipe(
