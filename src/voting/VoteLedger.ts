@@ -14,7 +14,8 @@
  * - resolutions resolve in id order, each in its own savepoint;
  * - approved power is always recomputed from the current validator set: a removed validator's
  *   votes stop counting (and count again if it comes back);
- * - nothing confirms while the approved power is 0, whatever the threshold.
+ * - nothing confirms while the approved power is 0, whatever the threshold;
+ * - `ResolveContext.voters` and refunds list only voters that hold power now (the ones counted).
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -206,6 +207,17 @@ const chunks = <A>(values: ReadonlyArray<A>, size: number): Array<ReadonlyArray<
   return out
 }
 
+/** `(id, voter)` rows, sorted, grouped by id. */
+const votersById = (rows: ReadonlyArray<{ readonly id: string; readonly voter: string }>) => {
+  const byId = new Map<string, Array<string>>()
+  for (const row of rows) {
+    const list = byId.get(row.id)
+    if (list === undefined) byId.set(row.id, [row.voter])
+    else list.push(row.voter)
+  }
+  return byId
+}
+
 interface Confirmed {
   readonly id: EventId.EventId
   readonly resolution: AnyResolution
@@ -387,15 +399,7 @@ const make = Effect.gen(function*() {
       FROM votes v JOIN validators p ON p.identity = v.voter
       WHERE v.resolution_id IN (SELECT value FROM json_each(${jsonList(ids)}))
       ORDER BY v.resolution_id, v.voter`.pipe(
-      Effect.map((rows) => {
-        const byId = new Map<string, Array<string>>()
-        for (const row of rows) {
-          const list = byId.get(row.id)
-          if (list === undefined) byId.set(row.id, [row.voter])
-          else list.push(row.voter)
-        }
-        return byId
-      })
+      Effect.map(votersById)
     )
 
   const finalizeBlock = Effect.fn("VoteLedger.finalizeBlock")(function*(height: bigint) {
@@ -648,12 +652,7 @@ const make = Effect.gen(function*() {
         })
       }
         ORDER BY resolution_id, voter`
-      const byId = new Map<string, Array<string>>()
-      for (const v of voters) {
-        const list = byId.get(v.id)
-        if (list === undefined) byId.set(v.id, [v.voter])
-        else list.push(v.voter)
-      }
+      const byId = votersById(voters)
       return rows.map((r): ResolutionInfo => ({
         id: EventId.EventId(r.id),
         type: r.type,
