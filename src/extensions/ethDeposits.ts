@@ -1,0 +1,251 @@
+/**
+ * The `eth_deposits` listener: Kwil's deposit oracle. It watches one escrow contract for
+ * `Credit(address _from, uint256 _amount)` logs (both not indexed) and broadcasts each as a
+ * `credit_account` event `{ chainId, account, amount, txHash, logIndex }` for the network to vote on.
+ *
+ * - Config: the `[app.extensions.eth_deposits]` section (`EthDepositsConfig`). Without a section
+ *   the listener logs and returns (idle, as Kwil). A bad value fails the start with
+ *   `InvalidConfig` naming the key and the reason (see "Failures" below).
+ * - Its own `EthereumClient`, built from the config inside the run's scope: the client and its
+ *   websocket are released on every stop.
+ * - Resumes from `max(checkpoint, starting_height)`, and follows confirmed ranges with
+ *   `LogFollower` (`required_confirmations`, or the `safe`/`finalized` tag with `finality`).
+ * - Each batch is ONE `EventStore.transaction`: every `credit_account` of the batch, the
+ *   checkpoint and the checkpoint history (`ethDepositsCheckpoint.ts`) commit together, so a stop
+ *   or a crash at any moment resumes with no gap and no duplicate.
+ * - A reorg within the confirmation depth never reaches the listener. A deeper one (a
+ *   `FinalityViolation`, counted by the follower's metric) arrives as a `Rewind` to the common
+ *   ancestor: the listener stores the ancestor as its checkpoint and the follower re-scans from
+ *   there, broadcasting the new chain's deposits. Events of orphaned blocks already broadcast stay
+ *   in the local store: the listener API cannot delete them and need not. Their ids are content
+ *   addressed (chain id, account, amount, tx hash, log index), so a deposit that is also on the new
+ *   chain in the same transaction is the same event (nothing twice); one that is not there is never
+ *   seen by the other validators, never reaches the confirmation threshold and expires.
+ * - A malformed `Credit` log (wrong topic count, data not exactly two ABI words, an address word
+ *   with non-zero padding, another emitter) is counted (`eth_deposits_malformed_logs_total`),
+ *   logged as a warning and skipped; the checkpoint still moves past it.
+ *
+ * Failures: `max_retries` bounds how often a healable RPC failure (timeout, 429, dropped
+ * connection, 5xx) is retried in a row; past it the run fails and the manager's policy applies
+ * (`restart` by default: a new run with a fresh client, from the stored checkpoint). Errors that
+ * cannot heal fail at once. A bad config is one of those: it fails every start with the same
+ * `InvalidConfig`, which the manager shows as the listener's `lastError`; under `restart` it tries
+ * again on its capped backoff (at most once a minute by default), a decode that touches neither the
+ * network nor the store. We chose this over silently returning so the error stays visible in the
+ * manager's status; a node that wants a bad config to stop the listener for good uses
+ * `makeEthDeposits({ onFailure: "stop" })`, and the CLI validates the section before starting.
+ */
+import { type Duration, Effect, Layer, Metric, Option, Stream } from "effect"
+import { type Address, decodeEventLog, type Hex, toEventSelector } from "viem"
+import { EventStore } from "../events/EventStore.js"
+import { EthereumClient, type EthLog } from "../ethereum/EthereumClient.js"
+import type { InvalidRpcConfig } from "../ethereum/errors.js"
+import * as LogFollower from "../ethereum/LogFollower.js"
+import * as Retry from "../ethereum/Retry.js"
+import * as Listener from "../listener/Listener.js"
+import { creditEvent } from "./contracts/index.js"
+import { CreditAccount, type Payload } from "./creditAccount.js"
+import { type EthDepositsConfig, load as loadConfig, section } from "./ethDepositsConfig.js"
+import * as Checkpoints from "./ethDepositsCheckpoint.js"
+
+export { CorruptCheckpoint } from "./ethDepositsCheckpoint.js"
+
+/** The listener's name, its config section and its KV space. */
+export const name = section
+
+// --- metrics ----------------------------------------------------------------------------------
+
+/** The highest head block seen by the listener's client. */
+export const headGauge = Metric.gauge("eth_deposits_head", { description: "Ethereum head block seen" })
+/** The stored checkpoint: every deposit up to this block is broadcast. */
+export const checkpointGauge = Metric.gauge("eth_deposits_checkpoint", { description: "last block fully handled" })
+/** Head minus checkpoint: how far behind the listener is (confirmation depth included). */
+export const lagGauge = Metric.gauge("eth_deposits_lag_blocks", { description: "blocks between head and checkpoint" })
+/** `credit_account` events broadcast (a re-broadcast after a restart or rewind counts again). */
+export const depositsBroadcast = Metric.counter("eth_deposits_broadcast_total", {
+  description: "credit_account events broadcast",
+  incremental: true
+})
+/** `Credit` logs skipped because they could not be decoded. */
+export const malformedLogs = Metric.counter("eth_deposits_malformed_logs_total", {
+  description: "Credit logs skipped as malformed",
+  incremental: true
+})
+
+// --- decoding ---------------------------------------------------------------------------------
+
+const creditTopic: Hex = toEventSelector(creditEvent)
+
+/** A `Credit` log as a `credit_account` payload, or why it is not one. */
+export const decodeCredit = (
+  log: EthLog,
+  chainId: bigint,
+  contract: Address
+): { readonly _tag: "Credit"; readonly payload: Payload } | { readonly _tag: "Malformed"; readonly reason: string } => {
+  const malformed = (reason: string) => ({ _tag: "Malformed" as const, reason })
+  if (log.address.toLowerCase() !== contract.toLowerCase()) return malformed(`emitted by ${log.address}, not the escrow`)
+  if (log.topics.length !== 1) return malformed(`has ${log.topics.length} topics; Credit has only its selector`)
+  if (log.topics[0]?.toLowerCase() !== creditTopic) return malformed("is not a Credit(address,uint256) log")
+  // Exactly two words: viem accepts trailing bytes, but a canonical Credit has none.
+  if (log.data.length !== 2 + 128) return malformed(`has ${(log.data.length - 2) / 2} data bytes; Credit has 64`)
+  if (!/^0x0{24}/.test(log.data)) return malformed("has non-zero padding in its address word")
+  try {
+    const { args } = decodeEventLog({ abi: [creditEvent], data: log.data, topics: log.topics, strict: true })
+    return {
+      _tag: "Credit",
+      payload: {
+        chainId,
+        account: args._from.toLowerCase() as Payload["account"],
+        amount: args._amount,
+        txHash: log.transactionHash,
+        logIndex: log.logIndex
+      }
+    }
+  } catch (e) {
+    return malformed(e instanceof Error ? (e as { shortMessage?: string }).shortMessage ?? e.message : String(e))
+  }
+}
+
+// --- the listener -----------------------------------------------------------------------------
+
+/** Knobs that are not Kwil config keys: for tests, benchmarks and nodes with special needs. */
+export interface Options {
+  /** The manager's failure policy (default `restart`). */
+  readonly onFailure?: Listener.FailurePolicy
+  readonly backoff?: Partial<Listener.Backoff>
+  /**
+   * The client to use, from the decoded config. Default: `EthereumClient.layer` over
+   * `rpc_provider` with `timeout` and `pollInterval`. Tests pass a mock here.
+   */
+  readonly client?: (config: EthDepositsConfig) => Layer.Layer<EthereumClient, InvalidRpcConfig>
+  /** The RPC request timeout (default 10 seconds). */
+  readonly timeout?: Duration.DurationInput
+  /** How often heads are polled over http (default 4 seconds). */
+  readonly pollInterval?: Duration.DurationInput
+  /** The retry backoff of healable RPC errors (default 1 s doubling to 30 s; `max_retries` from the config). */
+  readonly retry?: Partial<Pick<Retry.Options, "base" | "cap">>
+}
+
+/** The listener's run, with its options; see the module comment. */
+export const run = (options: Options = {}) =>
+  Effect.gen(function*() {
+    const ctx = yield* Listener.ListenerContext
+    if (!ctx.configured) {
+      yield* Effect.logInfo(`no [app.extensions.${section}] config section: the listener stays idle`)
+      return
+    }
+    const config = yield* loadConfig
+    const store = yield* EventStore
+    const clientLayer = options.client?.(config) ??
+      EthereumClient.layer({
+        urls: config.rpcProviders,
+        ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
+        ...(options.pollInterval === undefined ? {} : { pollingInterval: options.pollInterval })
+      })
+    yield* follow(config, store, options).pipe(Effect.provide(meteredClient.pipe(Layer.provide(clientLayer))))
+  }).pipe(Effect.annotateLogs("listener", name))
+
+/** The client, its heads feeding the head and lag gauges. */
+const meteredClient = Layer.effect(
+  EthereumClient,
+  Effect.map(EthereumClient, (client) =>
+    EthereumClient.of({
+      ...client,
+      headNumber: Effect.tap(client.headNumber, (h) => Metric.set(headGauge, Number(h))),
+      newHeads: Stream.tap(client.newHeads, (h) => Metric.set(headGauge, Number(h)))
+    }))
+)
+
+const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: Options) =>
+  Effect.gen(function*() {
+    const client = yield* EthereumClient
+    const retry = { ...options.retry, maxRetries: config.maxRetries }
+    const chainId = BigInt(yield* Retry.healable(retry)(client.chainId))
+
+    const stored = yield* Checkpoints.readCheckpoint(store.kv)
+    const start = LogFollower.startAt(config.startingHeight)
+    const from = Option.match(stored, {
+      onNone: () => start,
+      onSome: (c) => (c.height >= start.height ? c : start)
+    })
+    yield* Effect.logInfo("following deposits").pipe(
+      Effect.annotateLogs({
+        contract: config.contractAddress,
+        chainId: String(chainId),
+        from: String(from.height + 1n),
+        resumed: Option.isSome(stored) && from === stored.value,
+        finality: config.finality === "confirmations" ? `${config.requiredConfirmations} confirmations` : config.finality
+      })
+    )
+    yield* Metric.set(checkpointGauge, Number(from.height))
+
+    const history = (height: bigint) =>
+      Checkpoints.readHistory(store.kv).pipe(
+        Effect.map((cs) => Option.fromNullable(cs.filter((c) => c.height < height).at(-1))),
+        Effect.tapError((e) => Effect.logWarning(`cannot read the checkpoint history: ${e.message}`)),
+        Effect.orElseSucceed(() => Option.none<LogFollower.Checkpoint>())
+      )
+
+    const broadcast = (log: EthLog) => {
+      const decoded = decodeCredit(log, chainId, config.contractAddress)
+      if (decoded._tag === "Malformed") {
+        return Metric.increment(malformedLogs).pipe(
+          Effect.zipRight(Effect.logWarning(`skipping a malformed Credit log: it ${decoded.reason}`)),
+          Effect.annotateLogs({ tx: log.transactionHash, logIndex: log.logIndex, block: String(log.blockNumber) }),
+          Effect.as(0)
+        )
+      }
+      return store.broadcast(CreditAccount, decoded.payload).pipe(Effect.as(1))
+    }
+
+    const handle = (event: LogFollower.FollowerEvent) =>
+      Effect.gen(function*() {
+        if (event._tag === "Batch") {
+          const broadcasts = yield* store.transaction(
+            Effect.forEach(event.logs, broadcast).pipe(
+              Effect.zipLeft(Checkpoints.writeCheckpoint(store.kv, event.checkpoint))
+            )
+          )
+          // Counted once committed: a rolled-back batch is broadcast again by the next run.
+          yield* Metric.incrementBy(depositsBroadcast, broadcasts.reduce((a, b) => a + b, 0))
+          if (event.logs.length > 0) {
+            yield* Effect.logDebug("batch stored").pipe(
+              Effect.annotateLogs({ from: String(event.from), to: String(event.to), logs: event.logs.length })
+            )
+          }
+        } else {
+          yield* store.transaction(Checkpoints.writeCheckpoint(store.kv, event.checkpoint))
+          yield* Effect.logWarning(
+            "deep reorg: rewound to the common ancestor; deposits above it are re-scanned, and events already " +
+              "broadcast from orphaned blocks will expire unconfirmed"
+          ).pipe(Effect.annotateLogs({ ancestor: String(event.checkpoint.height) }))
+        }
+        yield* Metric.set(checkpointGauge, Number(event.checkpoint.height))
+        const head = (yield* Metric.value(headGauge)).value
+        yield* Metric.set(lagGauge, Math.max(0, head - Number(event.checkpoint.height)))
+      })
+
+    yield* LogFollower.follow({
+      filter: { address: config.contractAddress, event: creditEvent },
+      from,
+      confirmations: config.finality === "confirmations" ? config.requiredConfirmations : config.finality,
+      range: { initial: config.blockSyncChunkSize, max: Math.max(config.blockSyncChunkSize, 10_000) },
+      reconnectionInterval: config.reconnectionInterval,
+      ...(options.pollInterval === undefined ? {} : { pollInterval: options.pollInterval }),
+      retry,
+      history
+    }).pipe(Stream.runForEach(handle))
+  })
+
+/**
+ * The listener with non-default options (the failure policy, a mock client, short intervals for
+ * tests). `ethDeposits` is `makeEthDeposits()`.
+ */
+export const makeEthDeposits = (options: Options = {}) =>
+  Listener.make(name, run(options), {
+    onFailure: options.onFailure ?? "restart",
+    ...(options.backoff === undefined ? {} : { backoff: options.backoff })
+  })
+
+/** The `eth_deposits` listener, restarted by the manager after a failure. */
+export const ethDeposits = makeEthDeposits()

@@ -1,0 +1,110 @@
+/**
+ * Where the `eth_deposits` listener got to, as kept in its own KV space (never sent anywhere).
+ *
+ * - `checkpoint`: the last block whose logs are all broadcast, `{ height, hash }`, written in the
+ *   same transaction as those broadcasts. UTF-8 JSON `{"height":"123","hash":"0x…"}` (the height
+ *   a decimal string: JSON numbers lose precision past 2^53). Kwil kept only a height (`lh`); the
+ *   hash lets the follower notice, after a restart, that the block it stopped at was reorged out.
+ * - `history`: the last `historySize` batch checkpoints, oldest first, in the same JSON shape: the
+ *   follower's `history` lookup for finding the common ancestor after a deep reorg that happened
+ *   while the listener was stopped (its own in-memory window starts empty at each start).
+ *
+ * Both are decoded with `Schema`: a value that does not decode is a `CorruptCheckpoint`, never a
+ * silent rescan from zero.
+ */
+import { Data, Effect, Either, Option, ParseResult, Schema } from "effect"
+import type { Hash } from "viem"
+import type { EventStoreService } from "../events/EventStore.js"
+import type { Checkpoint } from "../ethereum/LogFollower.js"
+
+/** The KV key of the checkpoint. */
+export const checkpointKey = "checkpoint"
+/** The KV key of the recent batch checkpoints. */
+export const historyKey = "history"
+/** How many batch checkpoints `history` keeps. */
+export const historySize = 64
+
+const Hash32 = Schema.String.pipe(Schema.pattern(/^0x[0-9a-fA-F]{64}$/))
+
+/** A checkpoint as JSON: the height as a decimal string, the hash when known. */
+const CheckpointJson = Schema.Struct({
+  height: Schema.BigInt,
+  hash: Schema.optional(Hash32)
+})
+
+const Utf8 = Schema.transform(Schema.Uint8ArrayFromSelf, Schema.String, {
+  strict: true,
+  decode: (bytes) => new TextDecoder("utf-8", { fatal: true }).decode(bytes),
+  encode: (s) => new TextEncoder().encode(s)
+})
+
+/** `Uint8Array <-> Checkpoint`. */
+export const CheckpointBytes = Schema.compose(Utf8, Schema.parseJson(CheckpointJson))
+/** `Uint8Array <-> ReadonlyArray<Checkpoint>`. */
+export const HistoryBytes = Schema.compose(Utf8, Schema.parseJson(Schema.Array(CheckpointJson)))
+
+/** A stored checkpoint that cannot be read: the listener will not guess where to resume. */
+export class CorruptCheckpoint extends Data.TaggedError("CorruptCheckpoint")<{
+  readonly key: string
+  readonly detail: string
+}> {
+  override get message() {
+    return `the eth_deposits listener's stored "${this.key}" cannot be decoded (${this.detail}); ` +
+      `delete that KV key to resume from starting_height (already stored events are not duplicated)`
+  }
+}
+
+const toCheckpoint = (c: typeof CheckpointJson.Type): Checkpoint =>
+  c.hash === undefined ? { height: c.height } : { height: c.height, hash: c.hash as Hash }
+
+const decodeWith = <A, I>(schema: Schema.Schema<A, I>, key: string) => (bytes: I) =>
+  Either.mapLeft(Schema.decodeEither(schema)(bytes), (e) => {
+    // One line: the first issue, where it is.
+    const issue = ParseResult.ArrayFormatter.formatErrorSync(e)[0]
+    const detail = issue === undefined ? "unreadable" : `${issue.path.length > 0 ? `at ${issue.path.join(".")}: ` : ""}${issue.message}`
+    return new CorruptCheckpoint({ key, detail })
+  })
+
+/** Encodes a checkpoint for the KV. */
+export const encodeCheckpoint = (c: Checkpoint): Uint8Array =>
+  Schema.encodeSync(CheckpointBytes)(c.hash === undefined ? { height: c.height } : { height: c.height, hash: c.hash })
+
+/** Decodes a checkpoint read from the KV. */
+export const decodeCheckpoint = (bytes: Uint8Array): Either.Either<Checkpoint, CorruptCheckpoint> =>
+  Either.map(decodeWith(CheckpointBytes, checkpointKey)(bytes), toCheckpoint)
+
+/** Encodes the history for the KV. */
+export const encodeHistory = (cs: ReadonlyArray<Checkpoint>): Uint8Array =>
+  Schema.encodeSync(HistoryBytes)(cs.map((c) => (c.hash === undefined ? { height: c.height } : { height: c.height, hash: c.hash })))
+
+/** Decodes the history read from the KV. */
+export const decodeHistory = (bytes: Uint8Array): Either.Either<ReadonlyArray<Checkpoint>, CorruptCheckpoint> =>
+  Either.map(decodeWith(HistoryBytes, historyKey)(bytes), (cs) => cs.map(toCheckpoint))
+
+type Kv = EventStoreService["kv"]
+
+/** The stored checkpoint, if any. */
+export const readCheckpoint = (kv: Kv) =>
+  Effect.flatMap(kv.get(checkpointKey), Option.match({
+    onNone: () => Effect.succeed(Option.none<Checkpoint>()),
+    onSome: (bytes) => Effect.map(decodeCheckpoint(bytes), Option.some)
+  }))
+
+/** The stored history (empty when none). */
+export const readHistory = (kv: Kv) =>
+  Effect.flatMap(kv.get(historyKey), Option.match({
+    onNone: () => Effect.succeed<ReadonlyArray<Checkpoint>>([]),
+    onSome: decodeHistory
+  }))
+
+/**
+ * Stores `checkpoint` and appends it to the history (dropping entries at or above its height:
+ * after a rewind those came from orphaned blocks). Run inside the batch's transaction.
+ */
+export const writeCheckpoint = (kv: Kv, checkpoint: Checkpoint) =>
+  Effect.gen(function*() {
+    const history = yield* readHistory(kv).pipe(Effect.orElseSucceed((): ReadonlyArray<Checkpoint> => []))
+    const kept = history.filter((c) => c.height < checkpoint.height)
+    yield* kv.set(historyKey, encodeHistory([...kept, checkpoint].slice(-historySize)))
+    yield* kv.set(checkpointKey, encodeCheckpoint(checkpoint))
+  })

@@ -1,0 +1,194 @@
+/**
+ * The eth_deposits listener without a chain: log decoding, the checkpoint codec, config handling
+ * at start, and a run against the scripted `FakeChain` (mock `EthereumClient`) with the memory
+ * event store, driven by `TestClock`.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Exit, Fiber, Layer, Metric, Option, TestClock } from "effect"
+import { type Address, encodeAbiParameters, type Hex, pad } from "viem"
+import { EventLog } from "../../src/events/EventLog.js"
+import { EventStore } from "../../src/events/EventStore.js"
+import { EthereumClient, type EthLog } from "../../src/ethereum/EthereumClient.js"
+import { ListenerContext } from "../../src/listener/Listener.js"
+import { ListenerManager } from "../../src/listener/ListenerManager.js"
+import { ListenerRegistry } from "../../src/listener/ListenerRegistry.js"
+import { NodeInfo } from "../../src/listener/NodeInfo.js"
+import * as ValidatorStatus from "../../src/listener/ValidatorStatus.js"
+import { creditTopic } from "../../src/extensions/contracts/index.js"
+import { CreditAccount, creditAccount } from "../../src/extensions/creditAccount.js"
+import * as EthDeposits from "../../src/extensions/ethDeposits.js"
+import * as Checkpoints from "../../src/extensions/ethDepositsCheckpoint.js"
+import { ResolutionRegistry } from "../../src/voting/ResolutionRegistry.js"
+import { CONTRACT, FakeChain } from "../ethereum/FakeChain.js"
+
+const ACCOUNT: Address = "0x00000000000000000000000000000000000000aa"
+const creditData = (account: Address, amount: bigint): Hex =>
+  encodeAbiParameters([{ type: "address" }, { type: "uint256" }], [account, amount])
+
+const log = (overrides: Partial<EthLog> = {}): EthLog => ({
+  address: CONTRACT,
+  topics: [creditTopic],
+  data: creditData(ACCOUNT, 5n),
+  blockNumber: 7n,
+  blockHash: pad("0x07", { size: 32 }),
+  transactionHash: pad("0x70", { size: 32 }),
+  transactionIndex: 0,
+  logIndex: 3,
+  removed: false,
+  ...overrides
+})
+
+describe("decodeCredit", () => {
+  it("decodes a Credit log into a credit_account payload with the log index and chain id", () => {
+    expect(EthDeposits.decodeCredit(log(), 5n, CONTRACT)).toEqual({
+      _tag: "Credit",
+      payload: { chainId: 5n, account: ACCOUNT, amount: 5n, txHash: pad("0x70", { size: 32 }), logIndex: 3 }
+    })
+  })
+
+  it.each([
+    ["an extra topic", log({ topics: [creditTopic, pad("0x01", { size: 32 })] }), "2 topics"],
+    ["no topics", log({ topics: [] }), "0 topics"],
+    ["another event", log({ topics: [pad("0x01", { size: 32 })] }), "not a Credit"],
+    ["short data", log({ data: pad("0x05", { size: 32 }) }), "32 data bytes"],
+    ["trailing data", log({ data: `${creditData(ACCOUNT, 5n)}00` }), "65 data bytes"],
+    ["dirty address padding", log({ data: `0x01${creditData(ACCOUNT, 5n).slice(4)}` }), "padding"],
+    ["another emitter", log({ address: "0x00000000000000000000000000000000000000c1" }), "not the escrow"]
+  ] as const)("refuses %s", (_, bad, reason) => {
+    const decoded = EthDeposits.decodeCredit(bad, 1n, CONTRACT)
+    expect(decoded._tag).toBe("Malformed")
+    expect(decoded._tag === "Malformed" && decoded.reason).toContain(reason)
+  })
+})
+
+describe("checkpoint codec", () => {
+  it("round-trips checkpoints and history, heights past 2^53 included", () => {
+    const cp = { height: 2n ** 60n, hash: pad("0xab", { size: 32 }) }
+    expect(Checkpoints.decodeCheckpoint(Checkpoints.encodeCheckpoint(cp))).toEqual(Either.right(cp))
+    expect(new TextDecoder().decode(Checkpoints.encodeCheckpoint({ height: 9n }))).toBe(`{"height":"9"}`)
+    const history = [{ height: 1n }, cp]
+    expect(Checkpoints.decodeHistory(Checkpoints.encodeHistory(history))).toEqual(Either.right(history))
+  })
+
+  it("refuses a corrupt value with the key and a way out", () => {
+    const bad = Checkpoints.decodeCheckpoint(new TextEncoder().encode(`{"height":"x"}`))
+    expect(Either.isLeft(bad) && bad.left.message).toMatch(/"checkpoint" cannot be decoded.*delete that KV key/)
+  })
+})
+
+/** The memory store, a listener context with `config`, and the fake chain's client. */
+const setup = (config: Record<string, string> | undefined) => {
+  const storage = EventStore.layerMemory.pipe(Layer.provide(ResolutionRegistry.layer(creditAccount)))
+  const context = Layer.succeed(ListenerContext, {
+    name: "eth_deposits",
+    identity: "node",
+    config: config ?? {},
+    configured: config !== undefined
+  })
+  return Layer.mergeAll(EventStore.layerFor("eth_deposits"), context).pipe(Layer.provideMerge(storage))
+}
+
+const section = (overrides: Record<string, string> = {}) => ({
+  rpc_provider: "http://127.0.0.1:1",
+  contract_address: CONTRACT,
+  required_confirmations: "2",
+  ...overrides
+})
+
+describe("the listener, without a chain", () => {
+  it.effect("without a config section it returns at once (idle, as Kwil)", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Effect.scoped(EthDeposits.ethDeposits.run))
+      expect(Exit.isSuccess(exit)).toBe(true)
+      expect(yield* (yield* EventLog).list()).toEqual([])
+    }).pipe(Effect.provide(setup(undefined))))
+
+  it.effect.each([
+    ["contract_address", { contract_address: "0x1234" }, /eth_deposits\.contract_address: "0x1234" is not a 20-byte hex address/],
+    ["rpc_provider", { rpc_provider: "ftp://host" }, /eth_deposits\.rpc_provider: .* is not an http\(s\) or ws\(s\) URL/],
+    ["required_confirmations", { required_confirmations: "-1" }, /eth_deposits\.required_confirmations: "-1" is not a non-negative integer/],
+    ["reconnection_interval", { reconnection_interval: "2" }, /eth_deposits\.reconnection_interval: "2" is less than the minimum of 5 seconds/],
+    ["block_sync_chunk_size", { block_sync_chunk_size: "0" }, /eth_deposits\.block_sync_chunk_size: "0" is not a positive integer/],
+    ["finality", { finality: "latest" }, /eth_deposits\.finality: "latest" is not one of confirmations, safe, finalized/]
+  ] as const)("a bad %s fails the start with InvalidConfig naming the key", ([key, overrides, message]) =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Effect.scoped(EthDeposits.ethDeposits.run))
+      expect(error).toMatchObject({ _tag: "InvalidConfig", key })
+      expect(error.message).toMatch(message)
+      const store = yield* EventStore
+      expect(yield* store.kv.get(Checkpoints.checkpointKey)).toEqual(Option.none())
+    }).pipe(Effect.provide(setup(section(overrides)))))
+
+  it.effect("broadcasts decoded deposits, skips malformed logs, and checkpoints each batch", () =>
+    Effect.gen(function*() {
+      // Block n has one log; the odd blocks' logs are made well-formed Credits, the even ones stay malformed.
+      const chain = new FakeChain(10)
+      const client = EthereumClient.of({
+        ...chain.client,
+        getLogs: (p) =>
+          Effect.map(chain.client.getLogs(p), (logs) =>
+            logs.map((l) => (l.blockNumber % 2n === 1n ? { ...l, data: creditData(ACCOUNT, l.blockNumber) } : l)))
+      })
+      const malformedBefore = (yield* Metric.value(EthDeposits.malformedLogs)).count
+      const listener = EthDeposits.makeEthDeposits({ client: () => Layer.succeed(EthereumClient, client) })
+      const fiber = yield* Effect.fork(Effect.scoped(listener.run))
+      yield* TestClock.adjust("1 second")
+      // Head 9, 2 confirmations: blocks 1..7 (starting_height 0: block 0 too).
+      const events = yield* (yield* EventLog).list()
+      const payloads = yield* Effect.forEach(events, (e) => CreditAccount.decode(e.body))
+      expect(payloads.map((p) => [p.amount, p.logIndex])).toEqual([[1n, 0], [3n, 0], [5n, 0], [7n, 0]])
+      expect(payloads.every((p) => p.chainId === 31337n && p.account === ACCOUNT)).toBe(true)
+      expect((yield* Metric.value(EthDeposits.malformedLogs)).count - malformedBefore).toBe(4)
+      const store = yield* EventStore
+      const cp = yield* Checkpoints.readCheckpoint(store.kv)
+      expect(Option.map(cp, (c) => c.height)).toEqual(Option.some(7n))
+
+      chain.mine(2) // head 11: blocks 8, 9 confirmed
+      yield* TestClock.adjust("1 second")
+      expect(Option.map(yield* Checkpoints.readCheckpoint(store.kv), (c) => c.height)).toEqual(Option.some(9n))
+      expect(yield* (yield* EventLog).list()).toHaveLength(5)
+      const history = yield* Checkpoints.readHistory(store.kv)
+      expect(history.map((c) => c.height)).toEqual([7n, 9n])
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(setup(section({ starting_height: "0" })))))
+
+  it.effect("resumes from max(checkpoint, starting_height)", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(20)
+      const store = yield* EventStore
+      yield* store.kv.set(Checkpoints.checkpointKey, Checkpoints.encodeCheckpoint({ height: 5n }))
+      const listener = EthDeposits.makeEthDeposits({ client: () => chain.layer })
+      const fiber = yield* Effect.fork(Effect.scoped(listener.run))
+      yield* TestClock.adjust("1 second")
+      // starting_height 12 is above the checkpoint: the scan starts at 12.
+      expect(chain.requests[0]?.[0]).toBe(12n)
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(setup(section({ starting_height: "12" })))))
+})
+
+describe("a bad config under the manager", () => {
+  const node = (listener: ReturnType<typeof EthDeposits.makeEthDeposits>) =>
+    ListenerManager.layer.pipe(
+      Layer.provideMerge(ListenerRegistry.layer(listener)),
+      Layer.provideMerge(ValidatorStatus.ValidatorStatus.layerRef(ValidatorStatus.active)),
+      Layer.provide(NodeInfo.layer({ identity: "node", extensions: { eth_deposits: section({ contract_address: "0x12" }) } })),
+      Layer.provide(EventStore.layerMemory.pipe(Layer.provide(ResolutionRegistry.layer(creditAccount)))),
+      Layer.orDie
+    )
+
+  it.scoped("restart (the default): the listener backs off with the config error as its lastError", () =>
+    Effect.gen(function*() {
+      yield* TestClock.adjust(1)
+      const [status] = yield* (yield* ListenerManager).status
+      expect(status).toMatchObject({ state: "backing-off" })
+      expect(Option.getOrThrow(status!.lastError)).toMatch(/^InvalidConfig: eth_deposits\.contract_address: "0x12"/)
+    }).pipe(Effect.provide(node(EthDeposits.ethDeposits))))
+
+  it.scoped("onFailure stop: the listener stays failed, no retries", () =>
+    Effect.gen(function*() {
+      yield* TestClock.adjust("10 minutes")
+      const [status] = yield* (yield* ListenerManager).status
+      expect(status).toMatchObject({ state: "failed", restarts: 0 })
+      expect(Option.getOrThrow(status!.lastError)).toContain("eth_deposits.contract_address")
+    }).pipe(Effect.provide(node(EthDeposits.makeEthDeposits({ onFailure: "stop" })))))
+})
