@@ -53,6 +53,9 @@ export interface Options {
 /** What a listener's run may require: what the manager gives it, plus `R`. */
 export type Provided = ListenerContext | EventStore | Scope.Scope
 
+/** What a listener needs beyond what the manager gives it: its `R`, which `ListenerRegistry.register` resolves. */
+export type Requirements<L extends Listener<unknown, unknown>> = Exclude<Effect.Effect.Context<L["run"]>, Provided>
+
 /** A listener definition, as written by its author. `R` is what it needs beyond what the manager gives. */
 export interface Listener<E = unknown, R = never> {
   readonly name: string

@@ -1,0 +1,425 @@
+import { describe, expect, it } from "@effect/vitest"
+import {
+  Config,
+  Context,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  HashMap,
+  Layer,
+  Logger,
+  Metric,
+  Option,
+  Scope,
+  TestClock
+} from "effect"
+import { EventStorage, EventStore } from "../../src/events/EventStore.js"
+import * as Listener from "../../src/listener/Listener.js"
+import { ListenerContext } from "../../src/listener/Listener.js"
+import { ListenerManager, ListenerShutdown, type ListenerStatus } from "../../src/listener/ListenerManager.js"
+import { ListenerRegistry } from "../../src/listener/ListenerRegistry.js"
+import { NodeInfo } from "../../src/listener/NodeInfo.js"
+import { active, inactive, ValidatorStatus, ValidatorStatusControl } from "../../src/listener/ValidatorStatus.js"
+
+// ---- harness -------------------------------------------------------------------------------
+
+/** Which listener each store handed out belongs to (the stores themselves are never used here). */
+const storeOwners = new Map<object, string>()
+const storage = Layer.succeed(
+  EventStorage,
+  EventStorage.of({
+    forListener: (name) => {
+      const store = {} as EventStore["Type"]
+      storeOwners.set(store, name)
+      return store
+    }
+  })
+)
+
+const harness = (
+  registry: Layer.Layer<ListenerRegistry, unknown>,
+  extensions: NodeInfo["Type"]["extensions"] = {}
+) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(
+      ListenerManager.layer.pipe(
+        Layer.provideMerge(
+          Layer.mergeAll(
+            registry,
+            ValidatorStatus.layerRef(),
+            NodeInfo.layer({ identity: "node-1", extensions }),
+            storage
+          )
+        )
+      )
+    ).pipe(Effect.orDie)
+    return { manager: Context.get(context, ListenerManager), control: Context.get(context, ValidatorStatusControl) }
+  })
+
+const start = (...listeners: ReadonlyArray<Listener.Listener<unknown, never>>) =>
+  harness(ListenerRegistry.layer(...listeners))
+
+/** A listener that counts its runs and the releases of each run's scope, then does `body`. */
+const counted = <E>(
+  name: string,
+  body: (run: number) => Effect.Effect<void, E, Listener.Provided>,
+  options?: Listener.Options
+) => {
+  const counts = { runs: 0, released: [] as Array<number> }
+  const listener = Listener.make(
+    name,
+    Effect.acquireRelease(
+      Effect.sync(() => ++counts.runs),
+      (run) => Effect.sync(() => counts.released.push(run))
+    ).pipe(Effect.flatMap(body)),
+    options
+  )
+  return { counts, listener }
+}
+const forever = () => Effect.never
+
+class Boom extends Data.TaggedError("Boom")<{ readonly run: number }> {
+  override get message() {
+    return `boom ${this.run}`
+  }
+}
+
+/** Lets every ready fiber run, with no time passing. */
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 200; i++) yield* Effect.yieldNow()
+})
+
+/** Waits (without time passing) until `check` holds. */
+const eventually = (what: string, check: () => boolean | Effect.Effect<boolean>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 20_000; i++) {
+      const result = check()
+      if (typeof result === "boolean" ? result : yield* result) return
+      yield* Effect.yieldNow()
+    }
+    return yield* Effect.dieMessage(`never happened: ${what}`)
+  })
+
+const statusOf = (manager: ListenerManager["Type"], name: string) =>
+  Effect.map(manager.status, (all) => all.find((s) => s.name === name) as ListenerStatus)
+
+const counter = (metric: Metric.Metric.Counter<number>, name: string) =>
+  Effect.map(Metric.value(Metric.tagged(metric, "listener", name)), (state) => state.count)
+
+// ---- tests ---------------------------------------------------------------------------------
+
+describe("ListenerManager", () => {
+  it.scoped("runs listeners only while synced and a validator; every flip stops and starts them all", () =>
+    Effect.gen(function*() {
+      const a = counted("a", forever)
+      const b = counted("b", forever)
+      const { control, manager } = yield* start(a.listener, b.listener)
+
+      yield* settle
+      expect(yield* manager.status).toEqual([
+        { name: "a", state: "stopped", restarts: 0, lastError: Option.none(), since: 0 },
+        { name: "b", state: "stopped", restarts: 0, lastError: Option.none(), since: 0 }
+      ])
+      for (const half of [{ synced: true, validator: false }, { synced: false, validator: true }]) {
+        yield* control.set(half)
+        yield* settle
+        expect([a.counts.runs, b.counts.runs, yield* manager.fibers]).toEqual([0, 0, 0])
+      }
+
+      for (let round = 1; round <= 3; round++) {
+        yield* TestClock.adjust("1 second")
+        yield* control.set(active)
+        yield* eventually("both run", () => a.counts.runs === round && b.counts.runs === round)
+        expect(yield* manager.fibers).toBe(2)
+        expect((yield* Metric.value(ListenerManager.metrics.running)).value).toBe(2)
+        const running = yield* manager.status
+        expect(running.map((s) => [s.name, s.state, s.since])).toEqual([
+          ["a", "running", round * 1000],
+          ["b", "running", round * 1000]
+        ])
+
+        yield* control.update((s) => ({ ...s, validator: false }))
+        yield* eventually("both stopped", () => Effect.map(manager.fibers, (n) => n === 0))
+        expect(a.counts.released.length).toBe(round)
+        expect(b.counts.released.length).toBe(round)
+        expect((yield* manager.status).map((s) => s.state)).toEqual(["stopped", "stopped"])
+        expect((yield* Metric.value(ListenerManager.metrics.running)).value).toBe(0)
+      }
+    }))
+
+  it.scoped("awaits each run's finalizers, runs them exactly once, and starts again only after", () =>
+    Effect.gen(function*() {
+      const slow = counted("slow", forever)
+      const finished: Array<number> = []
+      const listener = Listener.make(
+        "slow",
+        Effect.zipRight(
+          Effect.addFinalizer(() => Effect.sleep("5 seconds").pipe(Effect.zipRight(Effect.sync(() => finished.push(1))))),
+          slow.listener.run
+        )
+      )
+      const scope = yield* Scope.make()
+      const { control, manager } = yield* start(listener).pipe(Scope.extend(scope))
+
+      yield* control.set(active)
+      yield* eventually("started", () => slow.counts.runs === 1)
+      yield* control.set(inactive)
+      yield* control.set(active)
+      yield* settle
+      // Still releasing: the fiber is alive and the next start waits for it.
+      expect(yield* manager.fibers).toBe(1)
+      expect(slow.counts.runs).toBe(1)
+      expect(finished).toEqual([])
+
+      yield* TestClock.adjust("5 seconds")
+      yield* eventually("restarted", () => slow.counts.runs === 2)
+      expect(finished).toEqual([1])
+      expect(slow.counts.released).toEqual([1])
+
+      // Closing the manager stops the last run and awaits its finalizers, once.
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(closing)
+      expect(slow.counts.released).toEqual([1, 2])
+      expect(finished).toEqual([1, 1])
+    }))
+
+  it.scoped("restarts after a failure on a capped, jittered exponential backoff", () =>
+    Effect.gen(function*() {
+      const flaky = counted("flaky", (run) => new Boom({ run }), {
+        onFailure: "restart",
+        backoff: { initial: Duration.seconds(1), max: Duration.seconds(3), resetAfter: Duration.minutes(1) }
+      })
+      const { control, manager } = yield* start(flaky.listener)
+      yield* control.set(active)
+
+      const failedAt = (run: number) =>
+        Effect.gen(function*() {
+          yield* eventually(`run ${run} failed`, () =>
+            Effect.map(statusOf(manager, "flaky"), (s) =>
+              flaky.counts.runs === run && s.state === "backing-off"))
+          return (yield* statusOf(manager, "flaky")).since
+        })
+      const runsAt = (time: number) =>
+        TestClock.setTime(time).pipe(Effect.zipRight(settle), Effect.map(() => flaky.counts.runs))
+
+      // 1st delay: 1 s jittered to [0.8, 1.2] s.
+      const t1 = yield* failedAt(1)
+      expect(yield* statusOf(manager, "flaky")).toMatchObject({
+        state: "backing-off",
+        restarts: 0,
+        lastError: Option.some("Boom: boom 1")
+      })
+      expect(yield* runsAt(t1 + 790)).toBe(1)
+      expect(yield* runsAt(t1 + 1210)).toBe(2)
+      // 2nd delay: 2 s jittered to [1.6, 2.4] s.
+      const t2 = yield* failedAt(2)
+      expect(yield* runsAt(t2 + 1590)).toBe(2)
+      expect(yield* runsAt(t2 + 2410)).toBe(3)
+      // 3rd delay: 4 s jittered is at least 3.2 s, so the 3 s cap decides it exactly.
+      const t3 = yield* failedAt(3)
+      expect(yield* runsAt(t3 + 2999)).toBe(3)
+      expect(yield* runsAt(t3 + 3000)).toBe(4)
+
+      const status = yield* statusOf(manager, "flaky")
+      expect(status.restarts).toBe(3)
+      expect(yield* counter(ListenerManager.metrics.restarts, "flaky")).toBe(3)
+      expect(yield* counter(ListenerManager.metrics.failures, "flaky")).toBe(4)
+      expect(flaky.counts.released.length).toBe(flaky.counts.runs)
+    }))
+
+  it.scoped("resets the backoff after a healthy run", () =>
+    Effect.gen(function*() {
+      const flaky = counted("healthy", (run) => run === 4 ? Effect.zipRight(Effect.sleep("10 seconds"), new Boom({ run })) : new Boom({ run }), {
+        backoff: { initial: Duration.seconds(1), max: Duration.hours(1), resetAfter: Duration.seconds(10) }
+      })
+      const { control, manager } = yield* start(flaky.listener)
+      yield* control.set(active)
+      // Runs 1-3 fail at once: delays of about 1, 2 and 4 s.
+      yield* TestClock.adjust("9 seconds")
+      yield* eventually("run 4 started", () => flaky.counts.runs === 4)
+      const started = (yield* statusOf(manager, "healthy")).since
+      // Run 4 lasts 10 s (healthy), then fails: the next delay is about 1 s again, not about 8 s.
+      yield* TestClock.setTime(started + 10_000)
+      yield* eventually("run 4 failed", () => flaky.counts.released.length === 4)
+      yield* TestClock.setTime(started + 10_790)
+      yield* settle
+      expect(flaky.counts.runs).toBe(4)
+      yield* TestClock.setTime(started + 11_210)
+      yield* eventually("run 5 started", () => flaky.counts.runs === 5)
+    }))
+
+  it.scoped("policy stop leaves a failed listener down until the next start; its sibling runs on", () =>
+    Effect.gen(function*() {
+      const fragile = counted("fragile", (run) => new Boom({ run }), { onFailure: "stop" })
+      const sibling = counted("sibling", forever)
+      const { control, manager } = yield* start(fragile.listener, sibling.listener)
+      yield* control.set(active)
+      yield* eventually("fragile failed", () =>
+        Effect.map(statusOf(manager, "fragile"), (s) => s.state === "failed"))
+      yield* TestClock.adjust("1 hour")
+      yield* settle
+      expect(fragile.counts.runs).toBe(1)
+      expect(yield* statusOf(manager, "fragile")).toMatchObject({ restarts: 0, lastError: Option.some("Boom: boom 1") })
+      expect(sibling.counts).toEqual({ runs: 1, released: [] })
+      expect(yield* manager.fibers).toBe(1)
+
+      yield* control.set(inactive)
+      yield* control.set(active)
+      yield* eventually("started again", () => fragile.counts.runs === 2 && sibling.counts.runs === 2)
+    }))
+
+  it.scoped("policy shutdown fails join with ListenerShutdown and stops everything for good", () =>
+    Effect.gen(function*() {
+      const trigger = yield* Deferred.make<void>()
+      const fatal = counted("fatal", (run) => Effect.zipRight(Deferred.await(trigger), new Boom({ run })), {
+        onFailure: "shutdown"
+      })
+      const sibling = counted("sibling", forever)
+      const { control, manager } = yield* start(fatal.listener, sibling.listener)
+      const joined = yield* Effect.fork(manager.join)
+      yield* control.set(active)
+      yield* eventually("both run", () => fatal.counts.runs === 1 && sibling.counts.runs === 1)
+      yield* settle
+      expect(joined.unsafePoll()).toBeNull()
+
+      yield* Deferred.succeed(trigger, undefined)
+      const error = yield* Effect.flip(Fiber.join(joined))
+      expect(error).toBeInstanceOf(ListenerShutdown)
+      expect(error.listener).toBe("fatal")
+      expect(error.message).toContain(`listener "fatal" failed`)
+      expect(error.message).toContain("boom 1")
+      yield* eventually("all stopped", () => Effect.map(manager.fibers, (n) => n === 0))
+      expect(sibling.counts.released).toEqual([1])
+      expect((yield* manager.status).map((s) => s.state)).toEqual(["failed", "stopped"])
+
+      yield* control.set(inactive)
+      yield* control.set(active)
+      yield* settle
+      expect([fatal.counts.runs, sibling.counts.runs]).toEqual([1, 1])
+    }))
+
+  it.scoped("a defect is a failure of that listener only", () =>
+    Effect.gen(function*() {
+      const thrower = counted("thrower", () =>
+        Effect.sync(() => {
+          throw new Error("kaboom")
+        }))
+      const sibling = counted("sibling", forever)
+      const { control, manager } = yield* start(thrower.listener, sibling.listener)
+      yield* control.set(active)
+      yield* eventually("thrower failed", () =>
+        Effect.map(statusOf(manager, "thrower"), (s) => s.state === "backing-off"))
+      expect((yield* statusOf(manager, "thrower")).lastError).toEqual(Option.some("defect: kaboom"))
+      expect(thrower.counts.released).toEqual([1])
+
+      // It restarts under its policy (the default, restart), and the sibling never noticed.
+      yield* TestClock.adjust("1210 millis")
+      yield* eventually("thrower restarted", () => thrower.counts.runs === 2)
+      expect(sibling.counts).toEqual({ runs: 1, released: [] })
+      expect(yield* statusOf(manager, "sibling")).toMatchObject({ state: "running", restarts: 0 })
+    }))
+
+  it.scoped("a listener that returns stays stopped until the next start", () =>
+    Effect.gen(function*() {
+      const once = counted("once", () => Effect.void)
+      const { control, manager } = yield* start(once.listener)
+      yield* control.set(active)
+      yield* eventually("returned", () => once.counts.released.length === 1)
+      yield* TestClock.adjust("1 hour")
+      yield* settle
+      expect(once.counts.runs).toBe(1)
+      expect(yield* statusOf(manager, "once")).toMatchObject({ state: "stopped", restarts: 0, lastError: Option.none() })
+      expect(yield* manager.fibers).toBe(0)
+
+      yield* control.set(inactive)
+      yield* control.set(active)
+      yield* eventually("ran again", () => once.counts.runs === 2)
+      expect(yield* counter(ListenerManager.metrics.starts, "once")).toBe(2)
+    }))
+
+  it.scoped("1,000 flips leave no fiber, scope or timer behind", () =>
+    Effect.gen(function*() {
+      const a = counted("flip-a", forever)
+      const b = counted("flip-b", forever)
+      // Fails at once under restart: at each stop it is waiting on a backoff timer.
+      const c = counted("flip-c", (run) => new Boom({ run }))
+      const { control, manager } = yield* start(a.listener, b.listener, c.listener)
+      for (let round = 1; round <= 1000; round++) {
+        yield* control.set(active)
+        yield* eventually("all started", () => a.counts.runs === round && b.counts.runs === round && c.counts.runs === round)
+        yield* control.set(inactive)
+        yield* eventually("all stopped", () => Effect.map(manager.fibers, (n) => n === 0))
+      }
+      for (const { counts } of [a, b, c]) {
+        expect(counts.runs).toBe(1000)
+        expect(new Set(counts.released).size).toBe(1000)
+      }
+      // No backoff timer survived a stop: a long wait restarts nothing.
+      yield* TestClock.adjust("1 hour")
+      yield* settle
+      expect(c.counts.runs).toBe(1000)
+      expect((yield* Metric.value(ListenerManager.metrics.running)).value).toBe(0)
+      expect(yield* counter(ListenerManager.metrics.starts, "flip-a")).toBe(1000)
+      expect(yield* counter(ListenerManager.metrics.stops, "flip-a")).toBe(1000)
+      expect(yield* counter(ListenerManager.metrics.failures, "flip-c")).toBe(1000)
+      expect(yield* counter(ListenerManager.metrics.restarts, "flip-c")).toBe(0)
+      expect((yield* manager.status).map((s) => s.state)).toEqual(["stopped", "stopped", "stopped"])
+    }), { timeout: 120_000 })
+
+  it.scoped("gives each listener its context, config section (also as Config), event store and log annotation", () => {
+    const logs: Array<[unknown, Option.Option<unknown>]> = []
+    const capture = Logger.make(({ annotations, message }) => {
+      logs.push([message, HashMap.get(annotations, "listener")])
+    })
+    return Effect.gen(function*() {
+      const seen: Record<string, unknown> = {}
+      const alpha = Listener.make("alpha", Effect.gen(function*() {
+        seen.context = { ...(yield* ListenerContext) }
+        seen.rpc = yield* Config.string("rpc_provider")
+        seen.confirmations = yield* Config.integer("confirmations")
+        seen.store = storeOwners.get(yield* EventStore)
+        yield* Effect.log("hello from alpha")
+      }))
+      const beta = Listener.make("beta", Effect.gen(function*() {
+        seen.beta = (yield* ListenerContext).configured
+        seen.betaStore = storeOwners.get(yield* EventStore)
+        yield* Config.string("rpc_provider")
+      }), { onFailure: "stop" })
+      const { control, manager } = yield* harness(ListenerRegistry.layer(alpha, beta), {
+        alpha: { rpc_provider: "ws://localhost:8545", confirmations: "12" }
+      })
+      yield* control.set(active)
+      yield* eventually("beta failed", () => Effect.map(statusOf(manager, "beta"), (s) => s.state === "failed"))
+      yield* eventually("alpha returned", () => seen.store !== undefined)
+
+      expect(seen.context).toEqual({
+        name: "alpha",
+        identity: "node-1",
+        config: { rpc_provider: "ws://localhost:8545", confirmations: "12" },
+        configured: true
+      })
+      expect([seen.rpc, seen.confirmations, seen.store]).toEqual(["ws://localhost:8545", 12, "alpha"])
+      // No section: configured is false and Config finds nothing (not the node's environment).
+      expect([seen.beta, seen.betaStore]).toEqual([false, "beta"])
+      const betaError = Option.getOrThrow((yield* statusOf(manager, "beta")).lastError)
+      expect(betaError).toContain("rpc_provider")
+      expect(logs).toContainEqual([["hello from alpha"], Option.some("alpha")])
+    }).pipe(Effect.provide(Logger.add(capture)))
+  })
+
+  it.scoped("resolves requirements at registration: a listener needing a custom service gets it", () =>
+    Effect.gen(function*() {
+      class Greeting extends Context.Tag("test/Greeting")<Greeting, { readonly text: string }>() {}
+      let heard = ""
+      const greeter = Listener.make("greeter", Effect.map(Greeting, (g) => { heard = g.text }))
+      const { control } = yield* harness(
+        ListenerRegistry.layer(greeter).pipe(Layer.provide(Layer.succeed(Greeting, { text: "gm" })))
+      )
+      yield* control.set(active)
+      yield* eventually("greeted", () => heard === "gm")
+    }))
+})
