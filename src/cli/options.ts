@@ -1,0 +1,209 @@
+/**
+ * Where the CLI's settings come from, and how a bad one is reported.
+ *
+ * Every flag has an environment variable, `KWIL_LISTENERS_` and the flag's name in upper snake
+ * case (`--from-block` is `KWIL_LISTENERS_FROM_BLOCK`). The `eth_deposits` settings can also come
+ * from a TOML file (`--config FILE`, Kwil's `[app.extensions.eth_deposits]` keys). Precedence,
+ * per setting: flag > environment > config file > default. An empty environment variable counts
+ * as unset.
+ *
+ * Values are taken as text and validated in one place (`decodeEthDepositsConfig`), so the same
+ * rules apply whichever way a value arrives; a bad value is a `UsageError` that names where it
+ * came from (the flag, the variable or the file and key): one line, exit code 2.
+ */
+import { Config, Data, Effect, Option } from "effect"
+import { existsSync, statSync } from "node:fs"
+import { dirname, resolve } from "node:path"
+import { type ConfigFileError, loadConfigFile } from "../extensions/configFile.js"
+import {
+  decodeEthDepositsConfig,
+  type EthDepositsConfig,
+  type InvalidConfig,
+  type Key,
+  section as sectionName
+} from "../extensions/ethDepositsConfig.js"
+
+/** A bad flag, environment variable or value: the CLI prints `subject: reason` and exits 2. */
+export class UsageError extends Data.TaggedError("UsageError")<{
+  /** What was wrong: `--confirmations`, `KWIL_LISTENERS_RPC`, `config file x.toml: eth_deposits.finality`. */
+  readonly subject: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `${this.subject}: ${this.reason}`
+  }
+}
+
+/** The errors that mean "the user asked for something that cannot work" (exit code 2). */
+export type BadInput = UsageError | InvalidConfig | ConfigFileError
+
+const badInputTags: ReadonlySet<string> = new Set([
+  "UsageError",
+  "InvalidConfig",
+  "ConfigFileUnreadable",
+  "ConfigFileSyntaxError",
+  "ConfigFileInvalid"
+])
+
+/** Whether `error` is bad input (exit 2) rather than a failure while running (exit 1). */
+export const isBadInput = (error: unknown): error is BadInput =>
+  typeof error === "object" && error !== null && "_tag" in error && badInputTags.has(String(error._tag))
+
+/** The prefix of every environment variable. */
+export const envPrefix = "KWIL_LISTENERS_"
+
+/** The environment variable of a flag: `from-block` is `KWIL_LISTENERS_FROM_BLOCK`. */
+export const envName = (flag: string): string => envPrefix + flag.toUpperCase().replaceAll("-", "_")
+
+/** A flag's help text with its environment variable, so `--help` documents both. */
+export const describe = (flag: string, text: string): string => `${text} [env ${envName(flag)}]`
+
+/** A setting's value and where it came from (for error messages). */
+export interface Sourced {
+  readonly value: string
+  /** `--rpc`, `KWIL_LISTENERS_RPC`, or `config file x.toml: eth_deposits.rpc_provider`. */
+  readonly source: string
+}
+
+/** The environment variable, when set and not empty (read through `Config`, so tests can swap the provider). */
+const fromEnv = (name: string): Effect.Effect<Option.Option<string>> =>
+  Config.option(Config.string(name)).pipe(
+    Effect.map(Option.filter((s) => s.trim() !== "")),
+    Effect.orElseSucceed(() => Option.none<string>())
+  )
+
+/** A text setting: the flag if given, else its environment variable. */
+export const flagOrEnv = (flag: string, value: Option.Option<string>): Effect.Effect<Option.Option<Sourced>> =>
+  Option.match(value, {
+    onSome: (v) => Effect.succeed(Option.some({ value: v, source: `--${flag}` })),
+    onNone: () =>
+      Effect.map(fromEnv(envName(flag)), Option.map((v): Sourced => ({ value: v, source: envName(flag) })))
+  })
+
+const truthy = new Set(["1", "true", "yes", "on"])
+const falsy = new Set(["0", "false", "no", "off"])
+
+/** A boolean flag: `true` if given, else its environment variable (`1/true/yes/on`, `0/false/no/off`), else false. */
+export const switchOrEnv = (flag: string, given: boolean): Effect.Effect<boolean, UsageError> =>
+  given ? Effect.succeed(true) : Effect.flatMap(fromEnv(envName(flag)), Option.match({
+    onNone: () => Effect.succeed(false),
+    onSome: (raw) => {
+      const v = raw.trim().toLowerCase()
+      if (truthy.has(v)) return Effect.succeed(true)
+      if (falsy.has(v)) return Effect.succeed(false)
+      return Effect.fail(
+        new UsageError({ subject: envName(flag), reason: `${JSON.stringify(raw)} is not a boolean (use 1/true/yes or 0/false/no)` })
+      )
+    }
+  }))
+
+/** A TCP port setting (flag or environment), 0 (any free port) to 65535. */
+export const port = (flag: string, value: Option.Option<string>): Effect.Effect<Option.Option<number>, UsageError> =>
+  Effect.flatMap(flagOrEnv(flag, value), Option.match({
+    onNone: () => Effect.succeed(Option.none<number>()),
+    onSome: ({ source, value }) => {
+      const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : Number.NaN
+      return n >= 0 && n <= 65535
+        ? Effect.succeed(Option.some(n))
+        : Effect.fail(new UsageError({ subject: source, reason: `${JSON.stringify(value)} is not a TCP port (0 to 65535; 0 picks a free one)` }))
+    }
+  }))
+
+/** A database file that must already exist (inspect never creates one). */
+export const existingFile = ({ source, value }: Sourced): Effect.Effect<string, UsageError> => {
+  const path = resolve(value)
+  if (!existsSync(path)) {
+    return Effect.fail(new UsageError({ subject: `${source} ${value}`, reason: "no such file (inspect never creates a database)" }))
+  }
+  if (!statSync(path).isFile()) return Effect.fail(new UsageError({ subject: `${source} ${value}`, reason: "is not a file" }))
+  return Effect.succeed(path)
+}
+
+/** A file to create or open: its directory must exist. */
+export const writableFile = ({ source, value }: Sourced): Effect.Effect<string, UsageError> => {
+  const path = resolve(value)
+  const dir = dirname(path)
+  if (existsSync(path) && !statSync(path).isFile()) {
+    return Effect.fail(new UsageError({ subject: `${source} ${value}`, reason: "is not a file" }))
+  }
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    return Effect.fail(new UsageError({ subject: `${source} ${value}`, reason: `the directory ${dir} does not exist` }))
+  }
+  return Effect.succeed(path)
+}
+
+// --- the eth_deposits section -----------------------------------------------------------------
+
+/** The `listen` flags that set `eth_deposits` keys, and the key each sets. */
+export const sectionFlags = [
+  { flag: "rpc", key: "rpc_provider" },
+  { flag: "contract", key: "contract_address" },
+  { flag: "from-block", key: "starting_height" },
+  { flag: "confirmations", key: "required_confirmations" },
+  { flag: "finality", key: "finality" }
+] as const satisfies ReadonlyArray<{ readonly flag: string; readonly key: Key }>
+
+export type SectionFlag = typeof sectionFlags[number]["flag"]
+
+/** The `eth_deposits` section as the listener gets it, and where each key came from. */
+export interface ResolvedSection {
+  readonly section: Readonly<Record<string, string>>
+  readonly sources: Readonly<Record<string, string>>
+  readonly config: EthDepositsConfig
+}
+
+/**
+ * Builds the `eth_deposits` section from the flags (`Option.none` when not given), their
+ * environment variables and the config file (if any), then validates it. Fails with a
+ * `UsageError` naming the flag, variable or file key of the first bad value, or the config file's
+ * own error.
+ */
+export const ethDepositsSection = (
+  flags: Readonly<Record<SectionFlag, Option.Option<string>>>,
+  configFlag: Option.Option<string>
+): Effect.Effect<ResolvedSection, UsageError | ConfigFileError> =>
+  Effect.gen(function*() {
+    const section: Record<string, string> = {}
+    const sources: Record<string, string> = {}
+    const file = yield* flagOrEnv("config", configFlag)
+    if (Option.isSome(file)) {
+      const path = file.value.value
+      const sections = yield* loadConfigFile(path)
+      for (const [key, value] of Object.entries(sections[sectionName] ?? {})) {
+        section[key] = value
+        sources[key] = `config file ${path}: ${sectionName}.${key}`
+      }
+    }
+    for (const { flag, key } of sectionFlags) {
+      const given = yield* flagOrEnv(flag, flags[flag])
+      if (Option.isSome(given)) {
+        section[key] = given.value.value
+        sources[key] = given.value.source
+      }
+    }
+    const config = yield* decodeEthDepositsConfig(section).pipe(
+      Effect.mapError((e) => toUsageError(e, sources))
+    )
+    return { section, sources, config }
+  })
+
+/** Rewrites an `InvalidConfig` so it names where the value came from. */
+const toUsageError = (e: InvalidConfig, sources: Readonly<Record<string, string>>): UsageError => {
+  const flag = sectionFlags.find((f) => f.key === e.key)?.flag
+  const source = sources[e.key]
+  if (source === undefined) {
+    // Missing: say every way to set it.
+    const ways = [
+      ...(flag === undefined ? [] : [`--${flag}`, envName(flag)]),
+      `${e.key} under [app.extensions.${e.section}] in the --config file`
+    ]
+    return new UsageError({
+      subject: flag === undefined ? `${e.section}.${e.key}` : `--${flag}`,
+      reason: `${e.reason.replace(/^is required: /, "missing: ")}; set it with ${ways.join(", or ")}`
+    })
+  }
+  return new UsageError({
+    subject: source,
+    reason: e.value === undefined ? e.reason : `${JSON.stringify(e.value)} ${e.reason}`
+  })
+}

@@ -1,0 +1,265 @@
+/**
+ * The CLI as a user runs it: `node bin/kwil-listeners.js ...` in a child process (killed by a
+ * finalizer if a test ends first), against a real anvil with the test escrow for `listen` and
+ * `inspect`, and without a chain for the bad-input cases (exit 2, one line naming the problem).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Schedule } from "effect"
+import { spawn } from "node:child_process"
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import type { Log } from "viem"
+import * as Contracts from "../../src/extensions/contracts/index.js"
+import * as EscrowChain from "../support/EscrowChain.js"
+
+const root = resolve(import.meta.dirname, "../..")
+const bin = join(root, "bin/kwil-listeners.js")
+
+interface Run {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** The environment without any KWIL_LISTENERS_* of the machine running the tests. */
+const cleanEnv = (): NodeJS.ProcessEnv =>
+  Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("KWIL_LISTENERS_")))
+
+/** Runs the CLI to its end (killed after `timeout`, or when the test's scope closes first). */
+const cli = (args: ReadonlyArray<string>, options: { readonly env?: Record<string, string>; readonly timeout?: Duration.DurationInput } = {}) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() =>
+      spawn(process.execPath, [bin, ...args], { cwd: root, env: { ...cleanEnv(), ...options.env }, stdio: ["ignore", "pipe", "pipe"] })
+    ),
+    (child) =>
+      Effect.async<Run>((resume) => {
+        let stdout = ""
+        let stderr = ""
+        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()))
+        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
+        child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+      }).pipe(
+        Effect.timeoutFail({
+          duration: options.timeout ?? Duration.seconds(90),
+          onTimeout: () => new Error(`kwil-listeners ${args.join(" ")} did not finish in time`)
+        }),
+        Effect.orDie
+      ),
+    (child) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
+  )
+
+/** A CLI left running: its output so far, a wait for a line, and a signal. Killed when the scope closes. */
+const cliRunning = (args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => spawn(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] })),
+      (c) => Effect.sync(() => c.exitCode === null && c.signalCode === null && c.kill("SIGKILL"))
+    )
+    const out = { stdout: "", stderr: "" }
+    child.stdout.on("data", (d: Buffer) => (out.stdout += d.toString()))
+    child.stderr.on("data", (d: Buffer) => (out.stderr += d.toString()))
+    const exited = Effect.async<number | null>((resume) => {
+      if (child.exitCode !== null) return resume(Effect.succeed(child.exitCode))
+      child.on("exit", (code) => resume(Effect.succeed(code)))
+    })
+    /** Polls the output until `pattern` shows up in it. */
+    const waitFor = (stream: "stdout" | "stderr", pattern: RegExp) =>
+      Effect.suspend(() => {
+        const m = pattern.exec(out[stream])
+        return m === null ? Effect.fail("not yet" as const) : Effect.succeed(m)
+      }).pipe(
+        Effect.retry(Schedule.spaced("100 millis")),
+        Effect.timeoutFail({ duration: "90 seconds", onTimeout: () => new Error(`no ${pattern} on ${stream}:\n${out.stderr}`) }),
+        Effect.orDie
+      )
+    return { child, out, exited, waitFor }
+  })
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "kwil-cli-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+const jsonLines = (out: string): ReadonlyArray<Record<string, unknown>> =>
+  out.split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as Record<string, unknown>)
+
+/** What `listen --json` must print for these receipts' Credit logs (without ids). */
+const expected = (chainId: number, receipts: ReadonlyArray<{ readonly logs: ReadonlyArray<Log> }>) =>
+  receipts.flatMap((r) =>
+    Contracts.decodeCredits([...r.logs]).map((c) => ({
+      type: "credit_account",
+      chainId,
+      account: c.from.toLowerCase(),
+      amount: c.amount.toString(),
+      txHash: c.transactionHash,
+      logIndex: c.logIndex,
+      block: Number(c.blockNumber)
+    }))
+  )
+
+/** Orders printed or expected deposits by transaction and log index. */
+const byLog = (a: object, b: object) => {
+  const key = (x: object) => {
+    const r = x as Record<string, unknown>
+    return `${String(r["txHash"])}:${String(r["logIndex"]).padStart(4, "0")}`
+  }
+  return key(a).localeCompare(key(b))
+}
+
+/** One test chain: deposits mined, two confirmations on top. */
+const chainWithDeposits = Effect.gen(function*() {
+  const chain = yield* EscrowChain.make()
+  const receipts = [
+    yield* Contracts.deposit(chain.clients, chain.deployment, 10n),
+    yield* Contracts.depositMany(chain.clients, chain.deployment, 7n, 2n),
+    yield* Contracts.depositBatch(chain.clients, chain.deployment, [1n, 2n, 3n])
+  ]
+  yield* chain.anvil.mine(2)
+  return { chain, want: expected(chain.anvil.chainId, receipts) }
+})
+
+describe("kwil-listeners listen and inspect on anvil", () => {
+  it.scopedLive("listen --once --json prints each deposit once and exits 0; inspect --json shows the same events", () =>
+    Effect.gen(function*() {
+      const { chain, want } = yield* chainWithDeposits
+      const db = join(yield* tempDir, "node.db")
+      const flags = [
+        "--rpc", chain.anvil.httpUrl,
+        "--contract", chain.deployment.escrow,
+        "--from-block", String(chain.deployment.escrowBlock),
+        "--confirmations", "2",
+        "--db", db
+      ]
+      const first = yield* cli(["listen", "--once", "--json", ...flags])
+      expect(first.stderr).not.toContain("kwil-listeners:")
+      expect(first.code).toBe(0)
+      const printed = jsonLines(first.stdout)
+      expect(want).toHaveLength(6)
+      expect([...printed].sort(byLog).map(({ id: _, ...rest }) => rest)).toEqual([...want].sort(byLog))
+      expect(new Set(printed.map((p) => p["id"])).size).toBe(6)
+
+      // Again: resumes from its checkpoint, stores and prints nothing twice.
+      const second = yield* cli(["listen", "--once", "--json", ...flags])
+      expect(second.code).toBe(0)
+      expect(second.stdout).toBe("")
+
+      const inspected = yield* cli(["inspect", "--db", db, "--json"])
+      expect(inspected.code).toBe(0)
+      const report = JSON.parse(inspected.stdout) as {
+        events: ReadonlyArray<{ id: string; type: string; payload: Record<string, unknown> }>
+        checkpoints: ReadonlyArray<{ listener: string; key: string; value: unknown }>
+        resolutions: ReadonlyArray<unknown>
+        balances: ReadonlyArray<unknown>
+      }
+      expect(report.events.map((e) => ({ id: e.id, type: e.type, ...e.payload })).sort(byLog)).toEqual(
+        [...printed].sort(byLog).map(({ block: _, ...rest }) => rest)
+      )
+      const head = yield* chain.anvil.blockNumber
+      expect(report.checkpoints.find((c) => c.listener === "eth_deposits" && c.key === "checkpoint")?.value).toMatchObject({
+        height: String(head - 2n)
+      })
+      expect(report.resolutions).toEqual([])
+      expect(report.balances).toEqual([])
+
+      // The text forms.
+      const text = yield* cli(["inspect", "--db", db])
+      expect(text.code).toBe(0)
+      expect(text.stdout).toContain("events (6)")
+      expect(text.stdout).toContain("balances (0)")
+    }), { timeout: 120_000 })
+
+  it.scopedLive("environment variables and a TOML config file configure listen (flag > env > file)", () =>
+    Effect.gen(function*() {
+      const { chain, want } = yield* chainWithDeposits
+      const dir = yield* tempDir
+      const config = join(dir, "node.toml")
+      // The file's confirmations (1000) would leave nothing confirmed: the environment's 2 wins.
+      writeFileSync(config, [
+        "[app.extensions.eth_deposits]",
+        `rpc_provider = ["${chain.anvil.httpUrl}"]`,
+        `contract_address = "0x0000000000000000000000000000000000000001"`,
+        `starting_height = ${chain.deployment.escrowBlock}`,
+        "required_confirmations = 1000",
+        ""
+      ].join("\n"))
+      const run = yield* cli(["listen", "--contract", chain.deployment.escrow], {
+        env: {
+          KWIL_LISTENERS_CONFIG: config,
+          KWIL_LISTENERS_CONTRACT: "not-an-address", // the flag wins over it
+          KWIL_LISTENERS_CONFIRMATIONS: "2",
+          KWIL_LISTENERS_DB: join(dir, "env.db"),
+          KWIL_LISTENERS_ONCE: "1",
+          KWIL_LISTENERS_JSON: "true"
+        }
+      })
+      expect(run.stderr).not.toContain("kwil-listeners:")
+      expect(run.code).toBe(0)
+      expect(jsonLines(run.stdout).map(({ id: _, ...rest }) => rest).sort(byLog)).toEqual([...want].sort(byLog))
+      expect(existsSync(join(dir, "env.db"))).toBe(true)
+    }), { timeout: 120_000 })
+})
+
+describe("kwil-listeners listen, following", () => {
+  it.scopedLive("prints a new deposit as it is confirmed, serves /health and /metrics, and stops on SIGINT with exit 0", () =>
+    Effect.gen(function*() {
+      const chain = yield* EscrowChain.make()
+      const db = join(yield* tempDir, "node.db")
+      const run = yield* cliRunning([
+        "listen", "--json", "--metrics-port", "0", "--confirmations", "0", "--db", db,
+        "--rpc", chain.anvil.httpUrl, "--contract", chain.deployment.escrow
+      ])
+      const url = (yield* run.waitFor("stderr", /serving (http:\/\/127\.0\.0\.1:\d+)\/metrics/))[1]!
+      yield* run.waitFor("stderr", /following new blocks/)
+      const health = yield* Effect.promise(() => fetch(`${url}/health`))
+      expect(health.status).toBe(200)
+      const receipt = yield* Contracts.deposit(chain.clients, chain.deployment, 42n)
+      yield* run.waitFor("stdout", /"amount":"42"/)
+      const metrics = yield* Effect.promise(() => fetch(`${url}/metrics`).then((r) => r.text()))
+      expect(metrics).toMatch(/eth_deposits_checkpoint \d+/)
+      run.child.kill("SIGINT")
+      expect(yield* run.exited).toBe(0)
+      expect(jsonLines(run.out.stdout)).toEqual([
+        expect.objectContaining({ amount: "42", txHash: receipt.transactionHash, block: Number(receipt.blockNumber) })
+      ])
+      expect(run.out.stderr).toContain("stored 1 new deposit in")
+    }), { timeout: 120_000 })
+})
+
+describe("kwil-listeners bad input", () => {
+  const contract = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+  const rpc = "http://127.0.0.1:1"
+
+  it.scopedLive("exits 2 with one line naming the flag, variable or file and why", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const badToml = join(dir, "bad.toml")
+      writeFileSync(badToml, "[app.extensions.eth_deposits]\nrpc_provider = \n")
+      const cases: ReadonlyArray<{ args: ReadonlyArray<string>; env?: Record<string, string>; says: ReadonlyArray<string> }> = [
+        { args: ["listen", "--bogus"], says: ["--bogus"] },
+        { args: ["listen", "--rpc", rpc, "--contract", "0x1234"], says: ["--contract", "0x1234", "20-byte hex address"] },
+        { args: ["listen", "--rpc", rpc, "--contract", contract, "--confirmations", "-3"], says: ["--confirmations", "-3"] },
+        { args: ["listen", "--rpc", rpc, "--contract", contract, "--confirmations", "lots"], says: ["--confirmations", "\"lots\"", "non-negative integer"] },
+        { args: ["listen", "--contract", contract], says: ["--rpc", "missing", "KWIL_LISTENERS_RPC"] },
+        { args: ["listen", "--config", join(dir, "nope.toml")], says: ["nope.toml", "no such file"] },
+        { args: ["listen", "--config", badToml], says: ["bad.toml:2", "invalid TOML"] },
+        { args: ["listen", "--rpc", rpc, "--contract", contract], env: { KWIL_LISTENERS_FINALITY: "soon" }, says: ["KWIL_LISTENERS_FINALITY", "soon"] },
+        { args: ["listen", "--rpc", rpc, "--contract", contract, "--db", join(dir, "missing", "x.db")], says: ["--db", "does not exist"] },
+        { args: ["inspect", "--db", join(dir, "none.db")], says: ["--db", "none.db", "no such file"] },
+        { args: ["nonsense"], says: ["'nonsense' is not a command", "listen"] }
+      ]
+      const runs = yield* Effect.forEach(cases, (c) => cli(c.args, c.env === undefined ? {} : { env: c.env }), { concurrency: 4 })
+      runs.forEach((run, i) => {
+        const c = cases[i]!
+        const context = `${c.args.join(" ")} -> ${run.stderr}`
+        expect(run.code, context).toBe(2)
+        expect(run.stdout, context).toBe("")
+        const lines = run.stderr.split("\n").filter((l) => l.trim() !== "")
+        expect(lines, context).toHaveLength(1)
+        expect(lines[0]).toMatch(/^kwil-listeners: /)
+        for (const s of c.says) expect(lines[0], context).toContain(s)
+      })
+      // inspect never creates the database it was pointed at.
+      expect(existsSync(join(dir, "none.db"))).toBe(false)
+    }), { timeout: 120_000 })
+})
