@@ -12,13 +12,17 @@ import type { EventStorage, EventStoreService } from "./EventStore.js"
 
 /** The storage primitives; every write joins the caller's open transaction, if any. */
 export interface EventBackend {
-  /** Adds the event unless its id is stored or processed already; `true` when a row was added. */
+  /**
+   * Adds the event unless its id is stored or processed already; `true` when a row was added.
+   * `undefined` when the backend decides later (a batched write, see `SqlEventStore`): it then
+   * reports the outcome with `reportBatch`, so the counts and logs are the same either way.
+   */
   readonly insert: (
     id: EventId.EventId,
     type: string,
     body: Uint8Array,
     listener: string
-  ) => Effect.Effect<boolean, EventStoreError>
+  ) => Effect.Effect<boolean | undefined, EventStoreError>
   /** The value under `(listener, key)`. */
   readonly kvGet: (listener: string, key: string) => Effect.Effect<Option.Option<Uint8Array>, EventStoreError>
   /** Stores `value` under `(listener, key)`. */
@@ -43,19 +47,31 @@ export const eventsDropped = Metric.counter("kwil_events_dropped", {
   incremental: true
 })
 
+/** What a broadcast that added nothing logs and counts. */
+const dropped = (id: EventId.EventId, type: string, listener: string) =>
+  Effect.logDebug("event dropped: already stored or already processed").pipe(
+    Effect.annotateLogs({ listener, type, id }),
+    Effect.zipRight(Metric.increment(eventsDropped))
+  )
+
+/** The outcome of broadcasts written as one batch: `stored` rows added, `skipped` ones dropped. */
+export const reportBatch = (
+  stored: number,
+  skipped: ReadonlyArray<{ readonly id: EventId.EventId; readonly type: string; readonly listener: string }>
+): Effect.Effect<void> =>
+  Effect.zipRight(
+    stored === 0 ? Effect.void : Metric.incrementBy(eventsStored, stored),
+    skipped.length === 0 ? Effect.void : Effect.forEach(skipped, (row) => dropped(row.id, row.type, row.listener), {
+      discard: true
+    })
+  )
+
 /** The per-listener `EventStore`s over `backend`, refusing types `registry` cannot resolve. */
 export const makeStorage = (
   backend: EventBackend,
   registry: ResolutionRegistry["Type"]
 ): EventStorage["Type"] => ({
   forListener: (listener) => {
-    const dropped = (id: EventId.EventId, type: string) =>
-      Effect.logDebug("event dropped: already stored or already processed").pipe(
-        Effect.annotateLogs({ listener, type, id }),
-        Effect.zipRight(Metric.increment(eventsDropped)),
-        Effect.as(id)
-      )
-
     // Kept free of Effect.gen and extra queries: this is the hot path of a catch-up.
     const broadcastRaw = (type: string, body: Uint8Array): Effect.Effect<EventId.EventId, UnknownEventType | EventStoreError> => {
       if (Option.isNone(registry.get(type))) {
@@ -64,7 +80,12 @@ export const makeStorage = (
       const id = EventId.make(type, body)
       return Effect.flatMap(
         backend.insert(id, type, body, listener),
-        (stored) => stored ? Effect.as(Metric.increment(eventsStored), id) : dropped(id, type)
+        (stored) =>
+          stored === undefined
+            ? Effect.succeed(id)
+            : stored
+            ? Effect.as(Metric.increment(eventsStored), id)
+            : Effect.as(dropped(id, type, listener), id)
       )
     }
 
