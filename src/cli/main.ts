@@ -10,6 +10,7 @@
 import { Command, HelpDoc, ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Exit, Logger, Option } from "effect"
+import { devnetCommand } from "./devnet.js"
 import { inspectCommand } from "./inspect.js"
 import { listenCommand } from "./listen.js"
 import { isBadInput } from "./options.js"
@@ -17,7 +18,7 @@ import { StderrLine, stderrLogger } from "./Progress.js"
 
 const root = Command.make("kwil-listeners").pipe(
   Command.withDescription("Kwil's event listeners on Effect: watch Ethereum deposits, store them, vote them into effect."),
-  Command.withSubcommands([listenCommand, inspectCommand])
+  Command.withSubcommands([devnetCommand, listenCommand, inspectCommand])
 )
 
 const cli = Command.run(root, { name: "kwil-listeners", version: "0.1.0" })

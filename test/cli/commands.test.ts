@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Schedule } from "effect"
-import { spawn } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
@@ -226,6 +226,19 @@ describe("kwil-listeners listen, following", () => {
     }), { timeout: 120_000 })
 })
 
+describe("kwil-listeners devnet", () => {
+  it.scopedLive("devnet --follow stops cleanly on SIGINT: exit 0, its anvil gone", () =>
+    Effect.gen(function*() {
+      const run = yield* cliRunning(["devnet", "--follow", "--validators", "2", "--deposits", "1", "--block-time", "200ms"])
+      yield* run.waitFor("stdout", /credited/)
+      const anvils = execFileSync("pgrep", ["-P", String(run.child.pid), "-f", "anvil"]).toString().trim().split("\n").map(Number)
+      expect(anvils).toHaveLength(1)
+      run.child.kill("SIGINT")
+      expect(yield* run.exited).toBe(0)
+      expect(() => process.kill(anvils[0]!, 0)).toThrow()
+    }), { timeout: 120_000 })
+})
+
 describe("kwil-listeners bad input", () => {
   const contract = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
   const rpc = "http://127.0.0.1:1"
@@ -246,9 +259,9 @@ describe("kwil-listeners bad input", () => {
         { args: ["listen", "--rpc", rpc, "--contract", contract], env: { KWIL_LISTENERS_FINALITY: "soon" }, says: ["KWIL_LISTENERS_FINALITY", "soon"] },
         { args: ["listen", "--rpc", rpc, "--contract", contract, "--db", join(dir, "missing", "x.db")], says: ["--db", "does not exist"] },
         { args: ["inspect", "--db", join(dir, "none.db")], says: ["--db", "none.db", "no such file"] },
-        { args: ["nonsense"], says: ["'nonsense' is not a command", "listen"] }
+        { args: ["nonsense"], says: ["'nonsense' is not a command", "devnet", "listen"] }
       ]
-      const runs = yield* Effect.forEach(cases, (c) => cli(c.args, c.env === undefined ? {} : { env: c.env }), { concurrency: 4 })
+      const runs = yield* Effect.forEach(cases, (c) => cli(c.args, c.env === undefined ? {} : { env: c.env }), { concurrency: 6 })
       runs.forEach((run, i) => {
         const c = cases[i]!
         const context = `${c.args.join(" ")} -> ${run.stderr}`
@@ -261,5 +274,5 @@ describe("kwil-listeners bad input", () => {
       })
       // inspect never creates the database it was pointed at.
       expect(existsSync(join(dir, "none.db"))).toBe(false)
-    }), { timeout: 120_000 })
+    }), { timeout: 300_000 })
 })
