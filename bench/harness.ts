@@ -1,0 +1,85 @@
+/**
+ * What every benchmark shares: its result row, side-by-side rounds and medians, temporary
+ * databases. Machines are shared and noisy, so a figure is never one run: each round runs ours
+ * and the baseline back to back (alternating which goes first), and a figure is the median.
+ */
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import { Effect, Layer } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as Migrations from "../src/storage/migrations.js"
+
+/** One line of the table and of `bench/results.json`. */
+export interface Result {
+  readonly name: string
+  /** Our figure, in `unit`. */
+  readonly ours: number
+  /** The baseline's figure in the same unit, or null where the bar is absolute. */
+  readonly baseline: number | null
+  readonly unit: string
+  /** ours / baseline (for rates: higher is better; for times: lower is better); null without a baseline. */
+  readonly ratio: number | null
+  /** The bar, in words. */
+  readonly bar: string
+  readonly pass: boolean
+  /** How the figure was made, or why a bar reads as it does. */
+  readonly note?: string
+}
+
+export interface Options {
+  /** Smaller sizes, for a run of a couple of minutes. */
+  readonly quick: boolean
+}
+
+export const median = (values: ReadonlyArray<number>): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}
+
+/** Milliseconds `f` takes. */
+export const time = async (f: () => Promise<unknown> | unknown): Promise<number> => {
+  const start = process.hrtime.bigint()
+  await f()
+  return Number(process.hrtime.bigint() - start) / 1e6
+}
+
+/**
+ * `rounds` rounds of `ours` and `baseline` side by side (the order alternates so neither always
+ * runs on a warmer or a noisier machine); each returns its own figure. Returns the medians.
+ */
+export const sideBySide = async (
+  rounds: number,
+  ours: (round: number) => Promise<number>,
+  baseline: (round: number) => Promise<number>
+): Promise<{ ours: number; baseline: number; oursAll: Array<number>; baselineAll: Array<number> }> => {
+  const oursAll: Array<number> = []
+  const baselineAll: Array<number> = []
+  for (let round = 0; round < rounds; round++) {
+    if (round % 2 === 0) {
+      oursAll.push(await ours(round))
+      baselineAll.push(await baseline(round))
+    } else {
+      baselineAll.push(await baseline(round))
+      oursAll.push(await ours(round))
+    }
+  }
+  return { ours: median(oursAll), baseline: median(baselineAll), oursAll, baselineAll }
+}
+
+/** A fresh directory for database files, removed by the returned function. */
+export const tempDir = (label: string): { readonly path: (file: string) => string; readonly remove: () => void } => {
+  const dir = mkdtempSync(join(tmpdir(), `kwil-bench-${label}-`))
+  return { path: (file) => join(dir, file), remove: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** The node database at `filename` (WAL, as the node runs it), migrated to the newest schema. */
+export const nodeDb = (filename: string) =>
+  Migrations.layer.pipe(Layer.provideMerge(SqliteClient.layer({ filename })))
+
+/** Creates the node schema in `filename` and closes it, for a raw baseline to open. */
+export const migrateFile = (filename: string): Promise<void> =>
+  Effect.runPromise(Effect.scoped(Layer.build(nodeDb(filename))).pipe(Effect.asVoid))
+
+export const round3 = (n: number): number => Math.round(n * 1000) / 1000

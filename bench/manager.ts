@@ -1,0 +1,81 @@
+/**
+ * Benchmark 4, manager: 1,000 listeners started on one validator flip (until every one runs)
+ * and stopped on the next (until every scope has closed). Baseline: the floor of the same work
+ * in bare Effect: 1,000 fibers forked, each opening a scope, then all interrupted and awaited.
+ * Bar: start + stop under 50 ms.
+ */
+import { Effect, Fiber, Scope } from "effect"
+import { makeFleet } from "./fleet.js"
+import { median, type Options, type Result, sideBySide } from "./harness.js"
+
+const count = 1_000
+/** CPU ms of each flip (this process only): what it costs when the machine is not shared. */
+const cpuTimes: Array<number> = []
+
+/** ms of one start + stop of the fleet, after a first flip (which builds each listener's context once). */
+const ours = (flips: number): Promise<Array<number>> =>
+  Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const fleet = yield* makeFleet(count)
+    const t0 = performance.now()
+    yield* fleet.start
+    yield* fleet.stop
+    const times = [performance.now() - t0]
+    for (let i = 0; i < flips; i++) {
+      const start = performance.now()
+      const cpu0 = process.cpuUsage()
+      yield* fleet.start
+      yield* fleet.stop
+      times.push(performance.now() - start)
+      const cpu = process.cpuUsage(cpu0)
+      cpuTimes.push((cpu.user + cpu.system) / 1000)
+    }
+    if ((yield* fleet.fibers) !== 0) throw new Error("listener fibers left after a stop")
+    return times
+  })))
+
+const bare = (): Promise<number> =>
+  Effect.runPromise(Effect.gen(function*() {
+    const start = performance.now()
+    let running = 0
+    const fibers = yield* Effect.forEach(Array.from({ length: count }), () =>
+      Effect.fork(Effect.scoped(Effect.zipRight(
+        Effect.acquireRelease(Effect.sync(() => running++), () => Effect.sync(() => running--)),
+        Effect.never
+      ))))
+    while (running < count) yield* Effect.yieldNow()
+    yield* Fiber.interruptAll(fibers)
+    if (running !== 0) throw new Error("bare fibers left")
+    return performance.now() - start
+  }).pipe(Effect.provideService(Scope.Scope, Effect.runSync(Scope.make()))))
+
+export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
+  const rounds = options.quick ? 5 : 9
+  const flips = 5
+  let firsts: Array<number> = []
+  const figures = await sideBySide(
+    rounds,
+    async () => {
+      const [first, ...rest] = await ours(flips)
+      firsts.push(first!)
+      return median(rest)
+    },
+    async () => {
+      const times: Array<number> = []
+      for (let i = 0; i < flips; i++) times.push(await bare())
+      return median(times)
+    }
+  )
+  const first = median(firsts)
+  return [{
+    name: "manager: 1,000 listeners started + stopped on validator flips",
+    ours: Math.round(figures.ours * 10) / 10,
+    baseline: Math.round(figures.baseline * 10) / 10,
+    unit: "ms",
+    ratio: figures.ours / figures.baseline,
+    bar: "< 50 ms",
+    pass: figures.ours < 50 && first < 50,
+    note: `median of ${rounds} rounds x ${flips} flips; the very first flip (builds each listener's context) ` +
+      `${Math.round(first * 10) / 10} ms; baseline: 1,000 bare forked scoped fibers interrupted; ` +
+      `our CPU time per flip (median) ${Math.round(median(cpuTimes) * 10) / 10} ms`
+  }]
+}
