@@ -1,27 +1,33 @@
 /**
  * Runs every registered listener while the node is a synced validator, Kwil's listener manager.
  *
- * Each listener runs in its own fiber (a `FiberMap` keyed by name) with its own `Scope`,
+ * Each listener runs in its own fiber (kept by name, as a `FiberMap` would) with its own `Scope`,
  * `ListenerContext`, `EventStore`, config section (also its `ConfigProvider`) and logs annotated
  * `listener=<name>`. When the status stops holding, every fiber is interrupted and its
  * finalizers awaited. A failure (error or defect) goes through the listener's `FailurePolicy`;
  * it never reaches the manager or a sibling, except under `shutdown`, which is meant to.
  */
 import {
+  Array as Arr,
   Cause,
   Clock,
   ConfigProvider,
   Context,
   Data,
+  DefaultServices,
   Deferred,
   Duration,
   Effect,
   Exit,
-  Fiber,
-  FiberMap,
+  type Fiber,
+  FiberRef,
+  FiberRefs,
+  HashMap,
   Layer,
   Metric,
+  MetricLabel,
   Option,
+  Runtime,
   Schedule,
   Stream
 } from "effect"
@@ -129,130 +135,250 @@ interface Entry {
   since: number
 }
 
-/** What one listener needs to run, built once per listener (not per start: starting must be cheap). */
+/** What the manager gives every run (the `Scope` comes from the run itself). */
+type Given = ListenerContext | EventStore
+
+/**
+ * What one listener needs to run, built once per listener on its first start, so that a start
+ * costs about one bare fork.
+ *
+ * Everything a listener sees (its `ListenerContext` and `EventStore`, its config section as its
+ * `ConfigProvider`, the log annotation `listener=<name>`) is baked into `runtime`, which its fiber
+ * is forked from: what `Effect.provide`, `Effect.withConfigProvider` and `Effect.annotateLogs`
+ * around each run would give it, without their cost (each sets a `FiberRef`, copying the fiber's
+ * refs, at every start and resets it at every stop). Together with `FiberMap.run`, which rebuilds
+ * a runtime from its parent at every call, those wrappers were most of a flip's time.
+ */
 interface Prepared {
   readonly listener: RegisteredListener
-  readonly run: Effect.Effect<void, unknown>
+  readonly runtime: Runtime.Runtime<Given>
+  /** One run: the listener in a `Scope` of its own. */
+  readonly run: Effect.Effect<void, unknown, Given>
   readonly entry: Entry
-  readonly starts: Metric.Metric.Counter<number>
-  readonly stops: Metric.Metric.Counter<number>
-  readonly failures: Metric.Metric.Counter<number>
-  readonly restarts: Metric.Metric.Counter<number>
+  /** The clock `since` is read from (the manager's: a `TestClock` under test). */
+  readonly clock: Clock.Clock
+  /**
+   * The labels of this listener's counters: `listener=<name>` plus the manager's metric labels, as
+   * `Metric.increment(Metric.tagged(counter, "listener", name))` would add them. One array for the
+   * listener's life: the metric registry caches its hooks by that array, whereas
+   * `Metric.tagged(...)` builds a new one, hence a new metric key to hash and look up, at every
+   * update.
+   */
+  readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
+  /** The manager's metric labels (those of the untagged `running` gauge). */
+  readonly managerLabels: ReadonlyArray<MetricLabel.MetricLabel>
 }
+
+/** How one run ended, and how long it lasted. */
+interface Ran {
+  readonly exit: Exit.Exit<void, unknown>
+  readonly ranFor: number
+}
+
+/** The run ended without a failure: it returned, or it was stopped. */
+const clean = (exit: Exit.Exit<void, unknown>): boolean => Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)
 
 const make = Effect.gen(function*() {
   const registry = yield* ListenerRegistry
   const validatorStatus = yield* ValidatorStatus
   const node = yield* NodeInfo
   const storage = yield* EventStorage
-  const fibers = yield* FiberMap.make<string>()
   const shutdown = yield* Deferred.make<never, ListenerShutdown>()
   const createdAt = yield* Clock.currentTimeMillis
   const prepared = new Map<string, Prepared>()
+  /**
+   * The listener fibers alive (running, backing off, or still releasing after a stop), by name:
+   * a plain map rather than a `FiberMap`, whose `run` rebuilds a runtime per fork.
+   */
+  const live = new Map<string, Fiber.RuntimeFiber<void>>()
+  /** Called, then forgotten, when `live` is empty: how a stop awaits every fiber at once. */
+  const drained = new Set<() => void>()
+  /** Set when the layer's scope closes: nothing starts after that. */
+  let closed = false
 
-  const prepare = (listener: RegisteredListener): Prepared => {
+  /** Builds what a listener needs from the manager's fiber. May throw: `forListener` is node code. */
+  const prepare = (listener: RegisteredListener, parent: Fiber.RuntimeFiber<unknown, unknown>): Prepared => {
     const known = prepared.get(listener.name)
     if (known !== undefined) return known
     const section = node.extensions[listener.name]
     const config = section ?? {}
-    const context = Context.make(ListenerContext, {
-      name: listener.name,
-      identity: node.identity,
-      config,
-      configured: section !== undefined
-    }).pipe(Context.add(EventStore, storage.forListener(listener.name)))
-    const run = listener.run.pipe(
-      Effect.scoped,
-      Effect.provide(context),
-      Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(config))))
+    const context = parent.currentContext.pipe(
+      Context.add(ListenerContext, {
+        name: listener.name,
+        identity: node.identity,
+        config,
+        configured: section !== undefined
+      }),
+      Context.add(EventStore, storage.forListener(listener.name))
     )
-    const tag = <M extends Metric.Metric.Counter<number>>(metric: M) => Metric.tagged(metric, "listener", listener.name)
-    const entry: Entry = { state: "stopped", restarts: 0, lastError: Option.none(), since: createdAt }
+    const refs = parent.getFiberRefs()
+    const services = Context.add(
+      FiberRefs.getOrDefault(refs, DefaultServices.currentServices),
+      ConfigProvider.ConfigProvider,
+      ConfigProvider.fromMap(new Map(Object.entries(config)))
+    )
+    const annotations = HashMap.set(
+      FiberRefs.getOrDefault(refs, FiberRef.currentLogAnnotations),
+      "listener",
+      listener.name as unknown
+    )
+    const managerLabels = FiberRefs.getOrDefault(refs, FiberRef.currentMetricLabels)
     const made: Prepared = {
       listener,
-      run,
-      entry,
-      starts: tag(metrics.starts),
-      stops: tag(metrics.stops),
-      failures: tag(metrics.failures),
-      restarts: tag(metrics.restarts)
+      // Forked as `FiberMap.run` forks: the parent's refs and context, the default runtime flags.
+      runtime: Runtime.make({
+        context,
+        fiberRefs: FiberRefs.updateManyAs(refs, {
+          entries: [
+            [DefaultServices.currentServices, [[parent.id(), services]]],
+            [FiberRef.currentLogAnnotations, [[parent.id(), annotations]]]
+          ]
+        }),
+        runtimeFlags: Runtime.defaultRuntime.runtimeFlags
+      }),
+      run: Effect.scoped(listener.run),
+      entry: { state: "stopped", restarts: 0, lastError: Option.none(), since: createdAt },
+      clock: Context.get(services, Clock.Clock),
+      labels: Arr.union([MetricLabel.make("listener", listener.name)], managerLabels),
+      managerLabels
     }
     prepared.set(listener.name, made)
     return made
   }
 
-  /** Moves `entry` to `state` now; returns the time. */
-  const enter = (entry: Entry, state: ListenerState) =>
-    Effect.map(Clock.currentTimeMillis, (now) => {
-      entry.state = state
-      entry.since = now
-      return now
-    })
+  /** Moves the listener to `state` now; returns the time. */
+  const enter = (p: Prepared, state: ListenerState): number => {
+    const now = p.clock.unsafeCurrentTimeMillis()
+    p.entry.state = state
+    p.entry.since = now
+    return now
+  }
+
+  /** The bookkeeping of a run's end (synchronous), then a log line where there is something to say. */
+  const ended = (p: Prepared, startedAt: number, exit: Exit.Exit<void, unknown>): Effect.Effect<Ran> => {
+    metrics.running.unsafeModify(-1, p.managerLabels)
+    if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) {
+      metrics.stops.unsafeUpdate(1, p.labels)
+      const ran: Ran = { exit, ranFor: enter(p, "stopped") - startedAt }
+      return Exit.isSuccess(exit)
+        ? Effect.as(Effect.logInfo("listener returned; it stays stopped until the next start"), ran)
+        : Effect.succeed(ran)
+    }
+    metrics.failures.unsafeUpdate(1, p.labels)
+    p.entry.lastError = Option.some(describe(exit.cause))
+    const endedAt = enter(p, p.listener.onFailure === "restart" ? "backing-off" : "failed")
+    return Effect.as(
+      Effect.logError(`listener failed (policy ${p.listener.onFailure})`, exit.cause),
+      { exit, ranFor: endedAt - startedAt }
+    )
+  }
 
   /** One run, with its bookkeeping done whatever ends it (uninterruptible but for the run itself). */
-  const runOnce = (p: Prepared) =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function*() {
-        const startedAt = yield* enter(p.entry, "running")
-        yield* Metric.increment(p.starts)
-        yield* Metric.increment(metrics.running)
-        const exit = yield* Effect.exit(restore(p.run))
-        yield* Metric.incrementBy(metrics.running, -1)
-        if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) {
-          yield* Metric.increment(p.stops)
-          const endedAt = yield* enter(p.entry, "stopped")
-          if (Exit.isSuccess(exit)) yield* Effect.logInfo("listener returned; it stays stopped until the next start")
-          return { exit, ranFor: endedAt - startedAt }
-        }
-        yield* Metric.increment(p.failures)
-        p.entry.lastError = Option.some(describe(exit.cause))
-        const endedAt = yield* enter(p.entry, p.listener.onFailure === "restart" ? "backing-off" : "failed")
-        yield* Effect.logError(`listener failed (policy ${p.listener.onFailure})`, exit.cause)
-        return { exit, ranFor: endedAt - startedAt }
-      })
-    )
+  const runOnce = (p: Prepared): Effect.Effect<Ran, never, Given> =>
+    Effect.uninterruptibleMask((restore) => {
+      const startedAt = enter(p, "running")
+      metrics.starts.unsafeUpdate(1, p.labels)
+      metrics.running.unsafeModify(1, p.managerLabels)
+      return Effect.flatMap(Effect.exit(restore(p.run)), (exit) => ended(p, startedAt, exit))
+    })
 
-  /** Runs a listener until it returns, is stopped, or fails in a way its policy does not retry. */
-  const supervise = (p: Prepared) =>
+  /** After a failed run: what the listener's policy says, run after run while it says restart. */
+  const afterFailure = (p: Prepared, failed: Ran): Effect.Effect<void, never, Given> =>
     Effect.gen(function*() {
-      // Made on the first failure only: most runs never need it, and starting must stay cheap.
+      // Made on the first failure only: most runs never need it.
       let backoff: Schedule.ScheduleDriver<Duration.Duration, unknown> | undefined
-      while (true) {
-        const { exit, ranFor } = yield* runOnce(p)
-        if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return
+      let ran = failed
+      while (!clean(ran.exit)) {
+        const cause = (ran.exit as Exit.Failure<void, unknown>).cause
         switch (p.listener.onFailure) {
           case "stop":
             return
           case "shutdown":
             yield* Deferred.fail(
               shutdown,
-              new ListenerShutdown({ listener: p.listener.name, error: describe(exit.cause), cause: exit.cause })
+              new ListenerShutdown({ listener: p.listener.name, error: describe(cause), cause })
             )
             return
           case "restart":
             backoff ??= yield* Schedule.driver(backoffSchedule(p.listener.backoff))
-            if (ranFor >= Duration.toMillis(p.listener.backoff.resetAfter)) yield* backoff.reset
+            if (ran.ranFor >= Duration.toMillis(p.listener.backoff.resetAfter)) yield* backoff.reset
             yield* backoff.next(undefined).pipe(
-              Effect.onInterrupt(() => enter(p.entry, "stopped"))
+              Effect.onInterrupt(() => Effect.sync(() => enter(p, "stopped"))),
+              // Fails only once the schedule is done, and an exponential schedule never is.
+              Effect.orDie
             )
             p.entry.restarts++
-            yield* Metric.increment(p.restarts)
+            metrics.restarts.unsafeUpdate(1, p.labels)
             yield* Effect.logInfo(`restarting listener (restart ${p.entry.restarts})`)
+            ran = yield* runOnce(p)
         }
       }
-    }).pipe(Effect.annotateLogs("listener", p.listener.name))
+    })
 
+  /** Runs a listener until it returns, is stopped, or fails in a way its policy does not retry. */
+  const supervise = (p: Prepared): Effect.Effect<void, never, Given> =>
+    Effect.flatMap(runOnce(p), (ran) => clean(ran.exit) ? Effect.void : afterFailure(p, ran))
+
+  /** Keeps `fiber` in `live` until it ends. */
+  const track = (name: string, fiber: Fiber.RuntimeFiber<void>) => {
+    live.set(name, fiber)
+    fiber.addObserver(() => {
+      if (live.get(name) === fiber) live.delete(name)
+      if (live.size === 0 && drained.size > 0) {
+        const waiting = Array.from(drained)
+        drained.clear()
+        for (const resume of waiting) resume()
+      }
+    })
+  }
+
+  /**
+   * Forks every registered listener not already alive, in one synchronous loop on the manager's
+   * fiber (each fork runs its listener up to its first suspension right away).
+   */
   const startAll = Effect.flatMap(registry.all, (listeners) =>
-    Effect.forEach(
-      listeners,
-      // Prepared inside the fiber: a node-side throw (e.g. in `forListener`) hits this listener only.
-      (listener) =>
-        FiberMap.run(fibers, listener.name, Effect.suspend(() => supervise(prepare(listener))), { onlyIfMissing: true }),
-      { discard: true }
-    ))
+    Effect.withFiberRuntime<void>((parent) => {
+      if (closed) return Effect.interrupt
+      for (const listener of listeners) {
+        if (live.has(listener.name)) continue
+        let fiber: Fiber.RuntimeFiber<void>
+        try {
+          const p = prepare(listener, parent)
+          fiber = Runtime.runFork(p.runtime)(supervise(p))
+        } catch (defect) {
+          // A node-side throw (e.g. in `forListener`) hits this listener only: its fiber dies.
+          fiber = Runtime.runFork(Runtime.make({
+            context: parent.currentContext,
+            fiberRefs: parent.getFiberRefs(),
+            runtimeFlags: Runtime.defaultRuntime.runtimeFlags
+          }))(Effect.die(defect))
+        }
+        track(listener.name, fiber)
+      }
+      return Effect.void
+    }))
 
-  /** Interrupts every listener fiber at once, then awaits them all (finalizers included). */
-  const stopAll = Effect.suspend(() => Fiber.interruptAll(Array.from(fibers, ([, fiber]) => fiber)))
+  /**
+   * Interrupts every listener fiber at once, then awaits them all (finalizers included) as one
+   * wait, woken when the last one ends, rather than one `Fiber.await` after another.
+   */
+  const stopAll = Effect.withFiberRuntime<void>((stopper) => {
+    if (live.size === 0) return Effect.void
+    for (const fiber of Array.from(live.values())) fiber.unsafeInterruptAsFork(stopper.id())
+    return Effect.async<void>((resume) => {
+      if (live.size === 0) return resume(Effect.void)
+      const done = () => resume(Effect.void)
+      drained.add(done)
+      return Effect.sync(() => drained.delete(done))
+    })
+  })
+
+  // Runs last when the layer's scope closes (after the follower below has stopped): as a
+  // `FiberMap`'s scope would, it interrupts and awaits whatever is left and refuses new starts.
+  yield* Effect.addFinalizer(() => Effect.suspend(() => {
+    closed = true
+    return stopAll
+  }))
 
   const follow = validatorStatus.changes.pipe(
     Stream.map(isActive),
@@ -280,7 +406,7 @@ const make = Effect.gen(function*() {
           ? { name, state: "stopped", restarts: 0, lastError: Option.none(), since: createdAt }
           : { name, ...entry }
       })),
-    fibers: FiberMap.size(fibers),
+    fibers: Effect.sync(() => live.size),
     join: Deferred.await(shutdown)
   })
 }).pipe(Effect.annotateLogs("service", "ListenerManager"))
