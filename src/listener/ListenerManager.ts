@@ -29,6 +29,7 @@ import {
   Option,
   Runtime,
   Schedule,
+  type Scope,
   Stream
 } from "effect"
 import { EventStorage, EventStore } from "../events/EventStore.js"
@@ -142,11 +143,12 @@ type Given = ListenerContext | EventStore
  * What one listener needs to run, built once per listener on its first start, so that a start
  * costs about one bare fork.
  *
- * Everything a listener sees (its `ListenerContext` and `EventStore`, its config section as its
- * `ConfigProvider`, the log annotation `listener=<name>`) is baked into `runtime`, which its fiber
- * is forked from: what `Effect.provide`, `Effect.withConfigProvider` and `Effect.annotateLogs`
- * around each run would give it, without their cost (each sets a `FiberRef`, copying the fiber's
- * refs, at every start and resets it at every stop). Together with `FiberMap.run`, which rebuilds
+ * Everything a listener sees (the context it captured at registration, its `ListenerContext` and
+ * `EventStore`, its config section as its `ConfigProvider`, the log annotation `listener=<name>`)
+ * is baked into `runtime`, which its fiber is forked from: what the registry's `run` wrapper,
+ * `Effect.provide`, `Effect.withConfigProvider` and `Effect.annotateLogs` around each run would
+ * give it, without their cost (the first merges two contexts at every run; each of the others
+ * sets a `FiberRef`, copying the fiber's refs, at every start and resets it at every stop). Together with `FiberMap.run`, which rebuilds
  * a runtime from its parent at every call, those wrappers were most of a flip's time.
  */
 interface Prepared {
@@ -202,7 +204,10 @@ const make = Effect.gen(function*() {
     if (known !== undefined) return known
     const section = node.extensions[listener.name]
     const config = section ?? {}
-    const context = parent.currentContext.pipe(
+    // What the listener captured at registration underneath, the manager's services on top (the
+    // run's own `Scope` goes on top of all at each run): what the registry's self-contained `run`
+    // would merge at every run, merged once here.
+    const context = Context.merge(listener.context, parent.currentContext).pipe(
       Context.add(ListenerContext, {
         name: listener.name,
         identity: node.identity,
@@ -236,7 +241,8 @@ const make = Effect.gen(function*() {
         }),
         runtimeFlags: Runtime.defaultRuntime.runtimeFlags
       }),
-      run: Effect.scoped(listener.run),
+      // `body` needs `listener.context`, which `runtime` holds.
+      run: Effect.scoped(listener.body as Effect.Effect<void, unknown, Given | Scope.Scope>),
       entry: { state: "stopped", restarts: 0, lastError: Option.none(), since: createdAt },
       clock: Context.get(services, Clock.Clock),
       labels: Arr.union([MetricLabel.make("listener", listener.name)], managerLabels),

@@ -6,8 +6,25 @@
 import { Context, Data, Effect, Layer, Option } from "effect"
 import type { Listener, Provided, Requirements } from "./Listener.js"
 
-/** A listener as stored: its requirements are resolved, its error type erased. */
-export type RegisteredListener = Listener<unknown, never>
+/**
+ * A listener as stored: its requirements are resolved, its error type erased.
+ *
+ * `run` is self-contained: given what the manager gives (`ListenerContext | EventStore | Scope`),
+ * it runs with the context captured at registration underneath, the given services winning. It
+ * pays for that with a `Context.merge` at every run, so the manager instead merges `context` once
+ * into the runtime it forks runs from and runs `body`.
+ */
+export interface RegisteredListener extends Listener<unknown, never> {
+  /** The context captured at registration: the listener's own requirements `R` (and whatever else was there). */
+  readonly context: Context.Context<never>
+  /**
+   * The run as written, without `context`: it needs `context` and what the manager gives, the
+   * latter on top (so the run's own `Scope`, `ListenerContext` and `EventStore` win over any
+   * captured ones). Its requirements are `unknown` because no type says that; use `run` unless
+   * you provide `context` yourself.
+   */
+  readonly body: Effect.Effect<void, unknown, unknown>
+}
 
 /** A name the registry refuses. Names key a listener's config section, KV space, logs and metrics. */
 export class InvalidListenerName extends Data.TaggedError("InvalidListenerName")<{
@@ -71,7 +88,9 @@ export class ListenerRegistry extends Context.Tag("kwil-listeners/ListenerRegist
             run: Effect.mapInputContext(
               listener.run,
               (given: Context.Context<Provided>) => Context.merge(captured, given)
-            )
+            ),
+            context: captured as Context.Context<never>,
+            body: listener.run
           })
           return Effect.void
         }),
