@@ -148,8 +148,9 @@ type Given = ListenerContext | EventStore
  * is baked into `runtime`, which its fiber is forked from: what the registry's `run` wrapper,
  * `Effect.provide`, `Effect.withConfigProvider` and `Effect.annotateLogs` around each run would
  * give it, without their cost (the first merges two contexts at every run; each of the others
- * sets a `FiberRef`, copying the fiber's refs, at every start and resets it at every stop). Together with `FiberMap.run`, which rebuilds
- * a runtime from its parent at every call, those wrappers were most of a flip's time.
+ * sets a `FiberRef`, copying the fiber's refs, at every start and resets it at every stop).
+ * Together with `FiberMap.run`, which rebuilds a runtime from its parent at every call, those
+ * wrappers were most of a flip's time.
  */
 interface Prepared {
   readonly listener: RegisteredListener
