@@ -14,9 +14,9 @@
  */
 import type { SqlClient } from "@effect/sql"
 import type { MigrationError } from "@effect/sql/Migrator"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { type ConfigError, Layer } from "effect"
+import { Cause, type ConfigError, Layer } from "effect"
 import type { EventLog } from "../src/events/EventLog.js"
 import { EventStorage, EventStore } from "../src/events/EventStore.js"
 import type { Listener } from "../src/listener/Listener.js"
@@ -25,6 +25,7 @@ import { type DuplicateListener, type InvalidListenerName, ListenerRegistry } fr
 import { NodeInfo } from "../src/listener/NodeInfo.js"
 import type { ValidatorStatus } from "../src/listener/ValidatorStatus.js"
 import * as Migrations from "../src/storage/migrations.js"
+import type { DatabaseTooNew } from "../src/storage/schemaGuard.js"
 import { Broadcaster, type BroadcasterConfig } from "../src/voting/Broadcaster.js"
 import type { AnyResolution } from "../src/voting/Resolution.js"
 import { type DuplicateResolution, ResolutionRegistry } from "../src/voting/ResolutionRegistry.js"
@@ -58,8 +59,27 @@ export type NodeServices =
   | NodeInfo
 
 /** The database: the SQLite file, migrated. */
-export const database = (filename: string) =>
-  Migrations.layer.pipe(Layer.provideMerge(SqliteClient.layer({ filename })))
+export const database = (filename: string) => Migrations.layer.pipe(Layer.provideMerge(open(filename)))
+
+/**
+ * Opens the SQLite file. better-sqlite3 throws when the file cannot be opened (a directory, a
+ * missing parent directory); that becomes a `SqlError` naming the file instead of a defect.
+ */
+const open = (filename: string): Layer.Layer<SqliteClient.SqliteClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
+  SqliteClient.layer({ filename }).pipe(
+    Layer.catchAllCause((cause): Layer.Layer<unknown, ConfigError.ConfigError | SqlError> => {
+      if (Cause.isInterruptedOnly(cause)) return Layer.failCause(cause)
+      const error = Cause.squash(cause)
+      const reason = error instanceof Error ? error.message : String(error)
+      return Layer.fail(
+        new SqlError({
+          message: `cannot open the node database ${filename}: ${reason}; ` +
+            `check that the path is a file in an existing, writable directory`,
+          cause: error
+        })
+      )
+    })
+  )
 
 /**
  * One node. Building it opens the database and starts the manager, which runs the listeners
@@ -79,4 +99,4 @@ export const layer = (options: NodeOptions) => {
 }
 
 /** Why a node could not start: its database, or a listener or resolution that cannot be registered. */
-export type NodeStartError = SqlError | ConfigError.ConfigError | MigrationError | InvalidListenerName | DuplicateListener | DuplicateResolution
+export type NodeStartError = SqlError | DatabaseTooNew | ConfigError.ConfigError | MigrationError | InvalidListenerName | DuplicateListener | DuplicateResolution

@@ -73,10 +73,8 @@ export const makeStorage = (
 ): EventStorage["Type"] => ({
   forListener: (listener) => {
     // Kept free of Effect.gen and extra queries: this is the hot path of a catch-up.
-    const broadcastRaw = (type: string, body: Uint8Array): Effect.Effect<EventId.EventId, UnknownEventType | EventStoreError> => {
-      if (Option.isNone(registry.get(type))) {
-        return Effect.fail(new UnknownEventType({ type, known: registry.types }))
-      }
+    /** Stores bytes already known to be a valid body of the registered `type`. */
+    const store = (type: string, body: Uint8Array): Effect.Effect<EventId.EventId, EventStoreError> => {
       const id = EventId.make(type, body)
       return Effect.flatMap(
         backend.insert(id, type, body, listener),
@@ -94,8 +92,14 @@ export const makeStorage = (
         // Check the type first: an unknown type is the more useful error, and it costs no encoding.
         Option.isNone(registry.get(type.name))
           ? Effect.fail(new UnknownEventType({ type: type.name, known: registry.types }))
-          : Effect.flatMap(type.encode(payload), (body) => broadcastRaw(type.name, body)),
-      broadcastRaw,
+          : Effect.flatMap(type.encode(payload), (body) => store(type.name, body)),
+      // Raw bytes are decoded by the registered type before anything is stored: a body the
+      // resolution could never decode would only be proposed, voted on and fail in `resolve`.
+      broadcastRaw: (type, body) =>
+        Option.match(registry.get(type), {
+          onNone: () => Effect.fail(new UnknownEventType({ type, known: registry.types })),
+          onSome: (resolution) => Effect.zipRight(resolution.type.decode(body), store(type, body))
+        }),
       kv: {
         get: (key) => backend.kvGet(listener, key),
         set: (key, value) => backend.kvSet(listener, key, value),

@@ -27,11 +27,14 @@ export interface EventStoreService {
     type: EventType<A, I>,
     payload: A
   ) => Effect.Effect<EventId, UnknownEventType | PayloadCodecError | EventStoreError>
-  /** `broadcast` for a payload already encoded to bytes. */
+  /**
+   * `broadcast` for a payload already encoded to bytes. The body is decoded with the registered
+   * type first: bytes it cannot decode fail with `PayloadCodecError` and nothing is stored.
+   */
   readonly broadcastRaw: (
     type: string,
     body: Uint8Array
-  ) => Effect.Effect<EventId, UnknownEventType | EventStoreError>
+  ) => Effect.Effect<EventId, UnknownEventType | PayloadCodecError | EventStoreError>
   /** A key-value store local to this node and this listener: never sent anywhere, never shared. */
   readonly kv: {
     /** The value under `key`, `Option.none()` when there is none. */

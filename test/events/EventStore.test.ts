@@ -48,13 +48,13 @@ const suite = (label: string, fresh: () => StoreLayer) =>
     test("broadcasts are idempotent: same event, same id, one row", () =>
       Effect.gen(function*() {
         const store = yield* storeOf()
-        const first = yield* store.broadcastRaw("credit_account", bytes(1, 2))
-        const again = yield* store.broadcastRaw("credit_account", bytes(1, 2))
-        expect(first).toBe(EventId.make("credit_account", bytes(1, 2)))
+        const first = yield* store.broadcastRaw("other", bytes(1, 2))
+        const again = yield* store.broadcastRaw("other", bytes(1, 2))
+        expect(first).toBe(EventId.make("other", bytes(1, 2)))
         expect(again).toBe(first)
         // The same body from another listener is the same event.
-        expect(yield* (yield* storeOf("other")).broadcastRaw("credit_account", bytes(1, 2))).toBe(first)
-        const other = yield* store.broadcastRaw("credit_account", bytes(1, 3))
+        expect(yield* (yield* storeOf("other")).broadcastRaw("other", bytes(1, 2))).toBe(first)
+        const other = yield* store.broadcastRaw("other", bytes(1, 3))
         expect(yield* ids()).toEqual([first, other])
       }))
 
@@ -63,8 +63,8 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         const store = yield* storeOf()
         const stored = (yield* Metric.value(eventsStored)).count
         const dropped = (yield* Metric.value(eventsDropped)).count
-        yield* store.broadcastRaw("credit_account", bytes(9))
-        yield* store.broadcastRaw("credit_account", bytes(9))
+        yield* store.broadcastRaw("other", bytes(9))
+        yield* store.broadcastRaw("other", bytes(9))
         expect((yield* Metric.value(eventsStored)).count).toBe(stored + 1)
         expect((yield* Metric.value(eventsDropped)).count).toBe(dropped + 1)
       }))
@@ -89,6 +89,17 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         expect(yield* ids()).toEqual([])
       }))
 
+    test("raw bytes its type cannot decode are a PayloadCodecError and store nothing", () =>
+      Effect.gen(function*() {
+        const store = yield* storeOf()
+        const error = yield* Effect.flip(store.broadcastRaw("credit_account", text("not json")))
+        expect(error).toMatchObject({ _tag: "PayloadCodecError", type: "credit_account", direction: "decode" })
+        expect(yield* ids()).toEqual([])
+        // The same type accepts a body it can decode.
+        yield* store.broadcastRaw("credit_account", text(JSON.stringify({ account: "a", amount: "1" })))
+        expect(yield* ids()).toHaveLength(1)
+      }))
+
     test("an unknown type is UnknownEventType and stores nothing", () =>
       Effect.gen(function*() {
         const store = yield* storeOf()
@@ -104,19 +115,19 @@ const suite = (label: string, fresh: () => StoreLayer) =>
       Effect.gen(function*() {
         const store = yield* storeOf()
         const log = yield* EventLog
-        const id = yield* store.broadcastRaw("credit_account", bytes(1))
-        const kept = yield* store.broadcastRaw("credit_account", bytes(2))
+        const id = yield* store.broadcastRaw("other", bytes(1))
+        const kept = yield* store.broadcastRaw("other", bytes(2))
         expect(yield* log.isProcessed(id)).toBe(false)
         yield* log.markProcessed([id])
         expect(yield* log.isProcessed(id)).toBe(true)
         expect(yield* ids()).toEqual([kept])
         // Broadcasting it again succeeds with its id and stores nothing.
-        expect(yield* store.broadcastRaw("credit_account", bytes(1))).toBe(id)
+        expect(yield* store.broadcastRaw("other", bytes(1))).toBe(id)
         expect(yield* ids()).toEqual([kept])
         // Also for an id that was never stored here (the network resolved it first).
-        const elsewhere = EventId.make("credit_account", bytes(3))
+        const elsewhere = EventId.make("other", bytes(3))
         yield* log.markProcessed([elsewhere, elsewhere])
-        yield* store.broadcastRaw("credit_account", bytes(3))
+        yield* store.broadcastRaw("other", bytes(3))
         expect(yield* ids()).toEqual([kept])
       }))
 
@@ -153,7 +164,7 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         const store = yield* storeOf()
         const body = bytes(1, 2, 3)
         const value = bytes(4, 5)
-        yield* store.broadcastRaw("credit_account", body)
+        yield* store.broadcastRaw("other", body)
         yield* store.kv.set("k", value)
         body[0] = 99
         value[0] = 99
@@ -169,7 +180,7 @@ const suite = (label: string, fresh: () => StoreLayer) =>
       Effect.gen(function*() {
         const store = yield* storeOf()
         const id = yield* store.transaction(
-          Effect.zipLeft(store.broadcastRaw("credit_account", bytes(1)), store.kv.set("lh", text("10")))
+          Effect.zipLeft(store.broadcastRaw("other", bytes(1)), store.kv.set("lh", text("10")))
         )
         expect(yield* ids()).toEqual([id])
         expect(yield* store.kv.get("lh")).toEqual(Option.some(text("10")))
@@ -179,16 +190,16 @@ const suite = (label: string, fresh: () => StoreLayer) =>
       Effect.gen(function*() {
         const store = yield* storeOf()
         const log = yield* EventLog
-        const before = yield* store.broadcastRaw("credit_account", bytes(0))
+        const before = yield* store.broadcastRaw("other", bytes(0))
         yield* store.kv.set("lh", text("old"))
         yield* store.kv.set("gone", text("kept"))
         const exit = yield* Effect.exit(store.transaction(Effect.gen(function*() {
-          yield* store.broadcastRaw("credit_account", bytes(1))
+          yield* store.broadcastRaw("other", bytes(1))
           yield* store.kv.set("lh", text("new"))
           yield* store.kv.set("fresh", text("x"))
           yield* store.kv.delete("gone")
           yield* log.markVoted([before])
-          yield* log.markProcessed([EventId.make("credit_account", bytes(7))])
+          yield* log.markProcessed([EventId.make("other", bytes(7))])
           return yield* new Boom()
         })))
         expect(exit).toEqual(Exit.fail(new Boom()))
@@ -196,10 +207,10 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         expect(yield* store.kv.get("lh")).toEqual(Option.some(text("old")))
         expect(yield* store.kv.get("fresh")).toEqual(Option.none())
         expect(yield* store.kv.get("gone")).toEqual(Option.some(text("kept")))
-        expect(yield* log.isProcessed(EventId.make("credit_account", bytes(7)))).toBe(false)
+        expect(yield* log.isProcessed(EventId.make("other", bytes(7)))).toBe(false)
         // A defect rolls back too.
         const died = yield* Effect.exit(store.transaction(
-          Effect.zipRight(store.broadcastRaw("credit_account", bytes(2)), Effect.die("bug"))
+          Effect.zipRight(store.broadcastRaw("other", bytes(2)), Effect.die("bug"))
         ))
         expect(Exit.isFailure(died)).toBe(true)
         expect(yield* ids()).toEqual([before])
@@ -209,9 +220,9 @@ const suite = (label: string, fresh: () => StoreLayer) =>
       Effect.gen(function*() {
         const store = yield* storeOf()
         const outer = yield* store.transaction(Effect.gen(function*() {
-          const kept = yield* store.broadcastRaw("credit_account", bytes(1))
+          const kept = yield* store.broadcastRaw("other", bytes(1))
           yield* store.transaction(
-            Effect.zipRight(store.broadcastRaw("credit_account", bytes(2)), store.kv.set("inner", text("x"))).pipe(
+            Effect.zipRight(store.broadcastRaw("other", bytes(2)), store.kv.set("inner", text("x"))).pipe(
               Effect.zipRight(new Boom())
             )
           ).pipe(Effect.catchTag("Boom", () => Effect.void))
@@ -230,7 +241,7 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         // Bodies chosen so that id order differs from insertion order.
         const [e1, e2, e3, e4] = yield* Effect.forEach(
           [bytes(4), bytes(3), bytes(2), bytes(1)],
-          (body) => store.broadcastRaw("credit_account", body)
+          (body) => store.broadcastRaw("other", body)
         )
         expect(yield* ids()).toEqual([e1, e2, e3, e4])
         expect([e1, e2, e3, e4].sort()).not.toEqual([e1, e2, e3, e4])
@@ -243,7 +254,7 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         expect(yield* ids({ limit: -1 })).toEqual([])
         yield* log.markUnvoted([e2!])
         expect(yield* ids({ voted: false })).toEqual([e1, e2, e3])
-        const unknown = EventId.make("credit_account", bytes(42))
+        const unknown = EventId.make("other", bytes(42))
         expect((yield* log.get([e3!, unknown, e1!])).map((e) => e.id)).toEqual([e1, e3])
         expect(yield* log.get([])).toEqual([])
         yield* log.delete([e1!])
@@ -253,7 +264,7 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         expect(yield* ids()).toEqual([e2, e3, e4])
         // A new event comes after all present ones, even after deletes.
         yield* log.delete([e4!])
-        const e5 = yield* store.broadcastRaw("credit_account", bytes(0))
+        const e5 = yield* store.broadcastRaw("other", bytes(0))
         expect(yield* ids()).toEqual([e2, e3, e5])
       }))
   })
@@ -280,13 +291,13 @@ describe("EventStore.layerSql only", () => {
         (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
       )
       const file = join(dir, "node.db")
-      const processed = EventId.make("credit_account", bytes(9))
+      const processed = EventId.make("other", bytes(9))
       const [first, second] = yield* Effect.gen(function*() {
         const store = yield* storeOf()
         const log = yield* EventLog
-        const first = yield* store.broadcastRaw("credit_account", bytes(1))
+        const first = yield* store.broadcastRaw("other", bytes(1))
         const second = yield* store.transaction(
-          Effect.zipLeft(store.broadcastRaw("credit_account", bytes(2)), store.kv.set("lh", text("42")))
+          Effect.zipLeft(store.broadcastRaw("other", bytes(2)), store.kv.set("lh", text("42")))
         )
         yield* log.markVoted([second])
         yield* log.markProcessed([processed])
@@ -299,7 +310,7 @@ describe("EventStore.layerSql only", () => {
         expect(yield* log.list()).toMatchObject([{ id: first, voted: false }, { id: second, voted: true }])
         expect(yield* store.kv.get("lh")).toEqual(Option.some(text("42")))
         expect(yield* log.isProcessed(processed)).toBe(true)
-        yield* store.broadcastRaw("credit_account", bytes(9))
+        yield* store.broadcastRaw("other", bytes(9))
         expect(yield* ids()).toEqual([first, second])
       }).pipe(Effect.provide(sqlite(file)))
     }))
@@ -307,7 +318,7 @@ describe("EventStore.layerSql only", () => {
   it.effect("SQL failures are EventStoreError naming the operation", () =>
     Effect.gen(function*() {
       const store = yield* storeOf()
-      const error = yield* Effect.flip(store.broadcastRaw("credit_account", bytes(1)))
+      const error = yield* Effect.flip(store.broadcastRaw("other", bytes(1)))
       expect(error).toMatchObject({ _tag: "EventStoreError", operation: "broadcast" })
       expect(error.message).toContain("no such table")
       const kv = yield* Effect.flip(store.kv.get("lh"))
