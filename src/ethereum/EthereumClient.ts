@@ -3,8 +3,14 @@
  * http(s) or ws(s), combined with viem's `fallback` (not ranked, so the first URL that answers
  * serves; viem itself never retries: `Retry.ts` does, with a `Schedule`). Responses are decoded
  * with `Schema`, so a malformed answer is a typed `RpcBadResponse`, never a crash.
+ *
+ * Calls that must agree with each other (a block, the logs up to it, the block again) run as one
+ * unit on ONE node with `sameNode`: beside the fallback there is a client per URL, and a unit
+ * moves as a whole to the next URL when any of its steps fails. Otherwise a node that is behind
+ * could answer the logs of blocks it does not have (with none) while another node vouches for
+ * the block.
  */
-import { Config, Context, Duration, Effect, Layer, Metric, Option, Redacted, Ref, Schedule, Schema, Stream } from "effect"
+import { Config, Context, Duration, Effect, FiberRef, Layer, Metric, Option, Redacted, Ref, Schedule, Schema, Stream } from "effect"
 import {
   type AbiEvent,
   type Address,
@@ -138,6 +144,15 @@ export class EthereumClient extends Context.Tag("kwil-listeners/EthereumClient")
   readonly newHeads: Stream.Stream<bigint, RpcError>
   /** Whether `newHeads` is a push subscription (ws) rather than polling. */
   readonly subscribes: boolean
+  /**
+   * Runs `unit` on one node: every call of this client inside it (`block`, `getLogs`...) goes to
+   * the same URL, so its answers are of one chain view. With several URLs they are tried in order
+   * and a failure of any step moves the whole unit to the next URL; when every URL failed, it
+   * fails with the first range refusal (`RangeTooLarge`, so the caller shrinks the range) or else
+   * the last URL's error. Inside a unit already pinned, and with a single URL, it is `unit`.
+   * The unit must not fork: the pin is fiber-local.
+   */
+  readonly sameNode: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }>() {
   /** The viem-backed client; ws sockets are closed when the layer's scope closes. */
   static readonly layer = (options: Options): Layer.Layer<EthereumClient, InvalidRpcConfig> =>
@@ -157,6 +172,9 @@ export interface Options {
   /** How often `newHeads` polls when no URL is a websocket (default 4 seconds). */
   readonly pollingInterval?: Duration.DurationInput
 }
+
+const isRangeTooLarge = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && "_tag" in error && error._tag === "RangeTooLarge"
 
 const schemeOf = (url: string) => /^([a-z]+):\/\//i.exec(url)?.[1]?.toLowerCase()
 
@@ -183,7 +201,14 @@ export const make = (options: Options) => Effect.gen(function*() {
   )
   const transport = transports.length === 1 ? transports[0]! : fallback(transports, { rank: false, retryCount: 0 })
   const client = createPublicClient({ transport, cacheTime: 0 })
-  const raw = client.request as unknown as (args: { method: string; params?: ReadonlyArray<unknown> }) => Promise<unknown>
+  type Raw = (args: { method: string; params?: ReadonlyArray<unknown> }) => Promise<unknown>
+  const raw = client.request as unknown as Raw
+  // One client per URL, for `sameNode` (ws transports share the fallback's cached sockets).
+  const perNode: ReadonlyArray<Raw> = transports.length === 1
+    ? [raw]
+    : transports.map((t) => createPublicClient({ transport: t, cacheTime: 0 }).request as unknown as Raw)
+  /** The URL (index) this fiber's calls are pinned to by `sameNode`, if any. */
+  const pinned = yield* FiberRef.make<number | undefined>(undefined)
 
   yield* Effect.addFinalizer(() =>
     Effect.forEach(wsUrls, (url) =>
@@ -204,10 +229,11 @@ export const make = (options: Options) => Effect.gen(function*() {
     schema: Schema.Schema<A, I>,
     info: { readonly blocks?: number } = {}
   ): Effect.Effect<A, RpcError> =>
-    Effect.tryPromise({
-      try: () => raw({ method, params }),
-      catch: (error) => fromViemError({ method, ...info }, error)
-    }).pipe(
+    Effect.flatMap(FiberRef.get(pinned), (node) =>
+      Effect.tryPromise({
+        try: () => (node === undefined ? raw : perNode[node]!)({ method, params }),
+        catch: (error) => fromViemError({ method, ...info }, error)
+      })).pipe(
       Effect.flatMap((json) =>
         Schema.decodeUnknown(schema)(json).pipe(
           Effect.mapError((e) => new RpcBadResponse({ method, detail: e.message, cause: e }))
@@ -304,12 +330,32 @@ export const make = (options: Options) => Effect.gen(function*() {
     Schedule.spaced(pollingInterval)
   ).pipe(Stream.changes)
 
+  const sameNode = <A, E, R>(unit: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+    if (perNode.length === 1) return unit
+    const attempt = (node: number, refused: Option.Option<E>): Effect.Effect<A, E, R> =>
+      Effect.locally(unit, pinned, node).pipe(
+        Effect.catchAll((error) => {
+          const refusal = Option.orElse(
+            refused,
+            () => isRangeTooLarge(error) ? Option.some(error) : Option.none()
+          )
+          if (node + 1 >= perNode.length) return Effect.fail(Option.getOrElse(refusal, () => error))
+          return Effect.logDebug("RPC unit failed on one URL; moving it to the next").pipe(
+            Effect.annotateLogs({ url: redactUrl(urls[node]!), error: error instanceof Error ? error.message : String(error) }),
+            Effect.zipRight(attempt(node + 1, refusal))
+          )
+        })
+      )
+    return Effect.flatMap(FiberRef.get(pinned), (node) => node === undefined ? attempt(0, Option.none()) : unit)
+  }
+
   return EthereumClient.of({
     chainId: call("eth_chainId", [], SmallQuantity).pipe(Effect.map(Number)),
     headNumber,
     block,
     getLogs,
     newHeads: subscribes ? subscription : polling,
-    subscribes
+    subscribes,
+    sameNode
   })
 })

@@ -226,15 +226,16 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
         Deferred.await(headsFailed)
       )
 
-    /** A block the chain must have (one we confirmed, or below the confirmed head). */
-    const requireBlock = (height: bigint) =>
-      rpc(client.block(height).pipe(
+    /** A block the chain must have (one we confirmed, or below the confirmed head); not retried. */
+    const served = (height: bigint) =>
+      client.block(height).pipe(
         Effect.flatMap(Option.match({
           onNone: () =>
             Effect.fail(new InconsistentChain({ detail: `block ${height} is not served (a lagging node?)` })),
           onSome: Effect.succeed
         }))
-      ))
+      )
+    const requireBlock = (height: bigint) => rpc(served(height))
 
     /** The confirmed height now, and the head it was computed from. Never goes backwards. */
     const target = Effect.gen(function*() {
@@ -297,10 +298,20 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
       for (;;) {
         const state = yield* Ref.get(range)
         const to = LogRange.end(state, from, confirmed)
-        const pre = yield* requireBlock(to)
+        // Block `to`, its logs, block `to` again: one unit on ONE node (a node without block `to`
+        // must not answer its logs); a failed step moves the whole unit to the next URL.
         const result = yield* rpc(
-          client.getLogs({ ...options.filter, fromBlock: from, toBlock: to }).pipe(
-            Effect.map((logs) => ({ _tag: "Logs" as const, logs })),
+          client.sameNode(Effect.gen(function*() {
+            const pre = yield* served(to)
+            const logs = yield* client.getLogs({ ...options.filter, fromBlock: from, toBlock: to })
+            const problem = inconsistency(logs, from, to, pre.hash)
+            if (problem !== undefined) return yield* new InconsistentChain({ detail: problem })
+            const post = yield* served(to)
+            if (post.hash !== pre.hash) {
+              return yield* new InconsistentChain({ detail: `block ${to} changed from ${pre.hash} to ${post.hash}` })
+            }
+            return { _tag: "Logs" as const, logs, toHash: pre.hash }
+          })).pipe(
             Effect.catchTag("RangeTooLarge", (refusal) => Effect.succeed({ _tag: "Refused" as const, refusal }))
           )
         )
@@ -314,15 +325,9 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
           )
           continue
         }
-        const problem = inconsistency(result.logs, from, to, pre.hash)
-        if (problem !== undefined) return yield* new InconsistentChain({ detail: problem })
-        const post = yield* requireBlock(to)
-        if (post.hash !== pre.hash) {
-          return yield* new InconsistentChain({ detail: `block ${to} changed from ${pre.hash} to ${post.hash}` })
-        }
         yield* Ref.update(range, (s) => LogRange.succeeded(policy, s))
         const logs = [...result.logs].sort(compareLogs)
-        return new Batch({ from, to, toHash: pre.hash, logs, confirmed })
+        return new Batch({ from, to, toHash: result.toHash, logs, confirmed })
       }
     }).pipe(
       // An inconsistent answer is retried as a whole (with backoff); the other errors already were.

@@ -10,8 +10,8 @@ import {
   RangeTooLarge,
   type RangeHint,
   RpcBadRequest,
-  RpcBadResponse,
   type RpcError,
+  RpcGarbled,
   RpcRateLimited,
   RpcTimeout,
   RpcUnavailable
@@ -214,9 +214,14 @@ export const fromViemError = (request: RequestInfo, error: unknown): RpcError =>
   if (f.status !== undefined && (f.status >= 500 || f.status === 403)) {
     return new RpcUnavailable({ ...base, detail: `HTTP ${f.status}: ${detail}`, cause: error })
   }
-  // A body that is not JSON at all (viem wraps the SyntaxError as an unknown RPC error).
-  if (has("SyntaxError") || /unexpected token|invalid json|not valid json/i.test(text)) {
-    return new RpcBadResponse({ ...base, detail, cause: error })
+  // A body that is not JSON at all, cut off or a gateway's HTML page (viem wraps the SyntaxError):
+  // a transport glitch, healable. A well-formed answer our Schema refuses is `RpcBadResponse`,
+  // made by the client's decoding, not here.
+  if (
+    has("SyntaxError") ||
+    /unexpected token|unexpected end of (?:json|input|data)|unterminated string|invalid json|not valid json|json\.parse/i.test(text)
+  ) {
+    return new RpcGarbled({ ...base, detail, cause: error })
   }
   // JSON-RPC codes: the request itself is wrong (these never heal)...
   if (code(-32700) || code(-32600) || code(-32601) || code(-32602) || code(-32004) || code(-32006)) {

@@ -96,7 +96,25 @@ export class RpcBadRequest extends Data.TaggedError("RpcBadRequest")<Failure> {
   }
 }
 
-/** The provider answered with something that is not what the JSON-RPC spec says. */
+/**
+ * The answer could not be read as JSON at all: a body cut off mid-way, or a gateway's HTML page
+ * sent with status 200. A transport glitch like a reset, not the provider's considered answer:
+ * it heals (the next attempt, or the next URL, gets a whole body).
+ */
+export class RpcGarbled extends Data.TaggedError("RpcGarbled")<Failure> {
+  get healable(): true {
+    return true
+  }
+  override get message() {
+    return `${where(this.method, this.url)} returned an unreadable (cut-off or non-JSON) body: ${this.detail}; ` +
+      `it is retried, check the RPC URL (or a proxy in front of it) if it persists`
+  }
+}
+
+/**
+ * The provider answered well-formed JSON that is not what the JSON-RPC spec says (our decoding of
+ * the result failed): repeating the request would get the same answer.
+ */
 export class RpcBadResponse extends Data.TaggedError("RpcBadResponse")<Failure> {
   get healable(): false {
     return false
@@ -129,6 +147,7 @@ export type RpcError =
   | RpcUnavailable
   | RpcBadRequest
   | RpcBadResponse
+  | RpcGarbled
   | BlockTagUnsupported
 
 /**

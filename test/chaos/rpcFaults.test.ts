@@ -121,35 +121,33 @@ const cases: ReadonlyArray<Case> = [
     outcomes: ["RpcTimeout"],
     within: "60 seconds"
   },
-  // BUG (ethereum/errors.ts): a 200 answer whose body is cut off or not JSON is `RpcBadResponse`,
-  // not healable, so one such answer ends the listener's run (and `kwil-listeners listen` exits 1).
-  // A truncated body is a transport glitch like a reset; an HTML page is a gateway's error page.
+  // A 200 answer whose body is cut off or not JSON (a gateway's error page) is a transport glitch
+  // like a reset: `RpcGarbled`, healable, so the listener alone rides it out (it used to be the
+  // non-healable `RpcBadResponse`, which ended the listener's run).
   {
     label: "truncated JSON (listener alone)",
     rules: (s) => [randomly(s, 0.3, [1, Fault.Truncated()])],
     faults: ["Truncated"],
-    outcomes: ["RpcBadResponse"],
-    fails: true
+    outcomes: ["RpcGarbled"]
   },
   {
     label: "invalid JSON (listener alone)",
     rules: (s) => [randomly(s, 0.3, [1, Fault.InvalidJson()])],
     faults: ["InvalidJson"],
-    outcomes: ["RpcBadResponse"],
-    fails: true
+    outcomes: ["RpcGarbled"]
   },
   {
     label: "truncated JSON (under the manager)",
     rules: (s) => [randomly(s, 0.1, [1, Fault.Truncated()])],
     faults: ["Truncated"],
-    outcomes: ["RpcBadResponse"],
+    outcomes: ["RpcGarbled"],
     managed: true
   },
   {
     label: "invalid JSON (under the manager)",
     rules: (s) => [randomly(s, 0.1, [1, Fault.InvalidJson()])],
     faults: ["InvalidJson"],
-    outcomes: ["RpcBadResponse"],
+    outcomes: ["RpcGarbled"],
     managed: true
   },
   {
@@ -290,14 +288,13 @@ layer(Layer.merge(ChainLive, Logger.minimumLogLevel(LogLevel.None)), { excludeTe
         expect((yield* second.stats).calls).toBeGreaterThan(0)
       }))
 
-    // BUG (ethereum/EthereumClient.ts + LogFollower.ts): deposits are LOST when a fallback URL is a
-    // node that is behind. The follower checks block `to` before and after `eth_getLogs`, but
-    // viem's `fallback` may send each of the three calls to a different URL: when the first URL
-    // fails the `eth_getLogs`, the stale node answers it with no logs for blocks it does not have
-    // yet, both block checks are answered by the first URL, and the empty batch is committed with
-    // its checkpoint. Deterministic here: the first URL refuses every other `eth_getLogs` above
-    // the stale node's head.
-    it.scoped.fails("each deposit arrives once when the second URL is a stale node (a fork of an older block)", () =>
+    // Deposits used to be LOST here: the follower checked block `to` before and after `eth_getLogs`,
+    // but viem's `fallback` could send each call to a different URL, so the stale node answered a
+    // failed `eth_getLogs` with no logs while the first URL vouched for block `to`. Now the three
+    // calls are one unit on one node (`EthereumClient.sameNode`), and a node without block `to`
+    // never answers its logs. Deterministic here: the first URL refuses every other `eth_getLogs`
+    // above the stale node's head.
+    it.scoped("each deposit arrives once when the second URL is a stale node (a fork of an older block)", () =>
       Effect.gen(function*() {
         const { chain, head } = yield* Chain
         // A node that really is behind: it serves blocks up to `stale` and nothing after.

@@ -3,11 +3,13 @@
  * it decodes, how it maps provider failures, and that a lagging URL never moves the head back.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Config, ConfigProvider, Duration, Effect, Exit, Layer, Metric, Option } from "effect"
+import { Chunk, Config, ConfigProvider, Duration, Effect, Exit, Layer, Metric, Option, Stream } from "effect"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { parseAbiItem, toEventSelector } from "viem"
 import { EthereumClient, rpcCalls } from "../../src/ethereum/EthereumClient.js"
+import { isHealable } from "../../src/ethereum/errors.js"
+import * as LogFollower from "../../src/ethereum/LogFollower.js"
 
 interface Reply {
   readonly status?: number
@@ -150,6 +152,117 @@ describe("EthereumClient (viem, scripted servers)", () => {
       expect(limited.message).not.toContain("SECRET")
       expect((yield* Effect.flip(client.block(1n)))._tag).toBe("RpcBadResponse")
     }))
+
+  it.scoped("a cut-off or non-JSON 200 body is a healable RpcGarbled; well-formed JSON we cannot decode stays RpcBadResponse", () =>
+    Effect.gen(function*() {
+      const json = { "content-type": "application/json" }
+      const s = yield* server((req) =>
+        req.method === "eth_blockNumber"
+          ? { headers: json, raw: `{"jsonrpc":"2.0","id":1,"res` } // cut off mid-way
+          : req.method === "eth_chainId"
+          ? { headers: json, raw: "<html><body><h1>502 Bad Gateway</h1></body></html>" }
+          : { result: { number: "0x1" } } // well-formed, but a block without its hashes
+      )
+      const client = yield* clientFor(s.url)
+      const cut = yield* Effect.flip(client.headNumber)
+      expect([cut._tag, isHealable(cut)]).toEqual(["RpcGarbled", true])
+      expect(cut.message).not.toContain("SECRET")
+      const html = yield* Effect.flip(client.chainId)
+      expect([html._tag, isHealable(html)]).toEqual(["RpcGarbled", true])
+      const bad = yield* Effect.flip(client.block(1n))
+      expect([bad._tag, isHealable(bad)]).toEqual(["RpcBadResponse", false])
+    }))
+
+  it.scoped("sameNode runs a unit on one URL and moves the whole unit to the next when a step fails", () =>
+    Effect.gen(function*() {
+      const a = yield* server((req) => req.method === "eth_getLogs" ? { status: 503, raw: "down" } : { result: block(20) })
+      const b = yield* server((req) => req.method === "eth_getLogs" ? { result: [] } : { result: block(20) })
+      const client = yield* clientFor(a.url, b.url)
+      const unit = Effect.all([client.block(20n), client.getLogs({ fromBlock: 10n, toBlock: 20n }), client.block(20n)])
+      yield* client.sameNode(unit)
+      expect(a.requests.map((r) => r.method)).toEqual(["eth_getBlockByNumber", "eth_getLogs"])
+      expect(b.requests.map((r) => r.method)).toEqual(["eth_getBlockByNumber", "eth_getLogs", "eth_getBlockByNumber"])
+      // Nested: stays on the pinned node.
+      b.requests.length = 0
+      yield* client.sameNode(client.sameNode(unit))
+      expect(b.requests.map((r) => r.method)).toEqual(["eth_getBlockByNumber", "eth_getLogs", "eth_getBlockByNumber"])
+    }))
+
+  it.scoped("sameNode: when every URL fails, a range refusal wins over a later URL's outage", () =>
+    Effect.gen(function*() {
+      const a = yield* server(() => ({ error: { code: -32005, message: "query returned more than 10000 results" } }))
+      const b = yield* server(() => ({ status: 503, raw: "down" }))
+      const client = yield* clientFor(a.url, b.url)
+      const e = yield* Effect.flip(client.sameNode(client.getLogs({ fromBlock: 0n, toBlock: 99n })))
+      expect(e).toMatchObject({ _tag: "RangeTooLarge", requested: 100 })
+      expect(b.requests.map((r) => r.method)).toEqual(["eth_getLogs"])
+      const down = yield* Effect.flip(client.sameNode(client.chainId))
+      expect(down._tag).toBe("RpcUnavailable") // the last URL's error
+    }))
+
+  it.live("a stale fallback node never answers the logs of blocks it does not have: the batch is complete", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const address = "0x00000000000000000000000000000000000000c0"
+      const log = (n: number) => ({
+        address,
+        topics: [`0x${"e".repeat(64)}`],
+        data: "0x01",
+        blockNumber: `0x${n.toString(16)}`,
+        blockHash: block(n).hash,
+        transactionHash: `0x${n.toString(16).padStart(64, "c")}`,
+        transactionIndex: "0x0",
+        logIndex: "0x0",
+        removed: false
+      })
+      const logsOf = (req: Request) => {
+        const { fromBlock, toBlock } = req.params[0] as { fromBlock: string; toBlock: string }
+        const out = []
+        for (let n = Number(fromBlock); n <= Math.min(Number(toBlock), 20); n++) out.push(log(n))
+        return out
+      }
+      // The first URL is at block 20 and fails its first eth_getLogs; the second one is stale at 5.
+      let failed = false
+      const fresh = yield* server((req) => {
+        if (req.method === "eth_blockNumber") return { result: "0x14" }
+        if (req.method === "eth_getBlockByNumber") {
+          const n = Number(req.params[0] as string)
+          return { result: n <= 20 ? block(n) : null }
+        }
+        if (req.method === "eth_getLogs") {
+          if (!failed) {
+            failed = true
+            return { status: 503, raw: "down" }
+          }
+          return { result: logsOf(req) }
+        }
+        return { error: { code: -32601, message: "method not found" } }
+      })
+      const stale = yield* server((req) => {
+        if (req.method === "eth_blockNumber") return { result: "0x5" }
+        if (req.method === "eth_getBlockByNumber") {
+          const n = Number(req.params[0] as string)
+          return { result: n <= 5 ? block(n) : null }
+        }
+        if (req.method === "eth_getLogs") return { result: [] } // what a node behind answers
+        return { error: { code: -32601, message: "method not found" } }
+      })
+      const layer = EthereumClient.layer({ urls: [fresh.url, stale.url], timeout: Duration.seconds(2) })
+      const events = yield* LogFollower.follow({
+        filter: { address },
+        from: LogFollower.startAt(10n),
+        confirmations: 0,
+        retry: { base: Duration.millis(10), cap: Duration.millis(50) }
+      }).pipe(Stream.take(1), Stream.runCollect, Effect.provide(layer))
+      const batch = Chunk.unsafeHead(events)
+      expect(batch._tag).toBe("Batch")
+      if (batch._tag !== "Batch") return
+      expect([batch.from, batch.to, batch.toHash]).toEqual([10n, 20n, block(20).hash])
+      expect(batch.logs.map((l) => l.blockNumber)).toEqual(Array.from({ length: 11 }, (_, i) => BigInt(10 + i)))
+      expect(failed).toBe(true)
+      // The stale node was asked for block 20 (and had none), never for its logs.
+      expect(stale.requests.map((r) => r.method)).toContain("eth_getBlockByNumber")
+      expect(stale.requests.map((r) => r.method)).not.toContain("eth_getLogs")
+    })))
 
   it.scoped("an unreachable URL is RpcUnavailable, and calls are counted by method and outcome", () =>
     Effect.gen(function*() {

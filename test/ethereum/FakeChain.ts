@@ -127,7 +127,9 @@ export class FakeChain {
         return tamper === undefined ? logs : tamper(logs)
       }).pipe(Effect.flatMap((r) => (r instanceof RangeTooLarge ? Effect.fail(r) : Effect.succeed(r)))),
     newHeads: Stream.repeatEffectWithSchedule(this.headNumber, Schedule.spaced("1 second")).pipe(Stream.changes),
-    subscribes: false
+    subscribes: false,
+    // One node: every unit is served by it.
+    sameNode: (unit) => unit
   })
 
   readonly layer = Layer.succeed(EthereumClient, this.client)

@@ -111,7 +111,7 @@ describe("fromViemError", () => {
     expect(isHealable(e)).toBe(true)
   })
 
-  it("timeouts, outages and 5xx heal; bad requests and bad responses do not", () => {
+  it("timeouts, outages, 5xx and unreadable bodies heal; bad requests do not", () => {
     const cases = [
       [new TimeoutError({ body: {}, url }), "RpcTimeout", true],
       [new HttpRequestError({ url, status: 503, details: "Service Unavailable" }), "RpcUnavailable", true],
@@ -123,7 +123,10 @@ describe("fromViemError", () => {
       [new InvalidParamsRpcError(rpcError(-32602, "invalid argument 0: hex string has leading zero")), "RpcBadRequest", false],
       [new HttpRequestError({ url, status: 401, details: "invalid project id" }), "RpcBadRequest", false],
       [new InvalidInputRpcError(rpcError(-32000, "execution reverted")), "RpcBadRequest", false],
-      [new UnknownRpcError(new SyntaxError("Unexpected token < in JSON at position 0")), "RpcBadResponse", false]
+      // A 200 whose body is a gateway's HTML page, or cut off: a transport glitch.
+      [new UnknownRpcError(new SyntaxError("Unexpected token < in JSON at position 0")), "RpcGarbled", true],
+      [new HttpRequestError({ url, cause: new SyntaxError("Unexpected end of JSON input") }), "RpcGarbled", true],
+      [new HttpRequestError({ url, cause: new SyntaxError("Unterminated string in JSON at position 41") }), "RpcGarbled", true]
     ] as const
     expect(cases.map(([error]) => fromViemError(blockNumber, error)).map((e) => [e._tag, isHealable(e)]))
       .toEqual(cases.map(([, tag, healable]) => [tag, healable]))
