@@ -17,8 +17,9 @@ const benches: ReadonlyArray<Bench> = [
   { name: "eventWrites", run: async (o) => (await import("./eventWrites.js")).run(o) },
   { name: "voteFinalization", run: async (o) => (await import("./voteFinalization.js")).run(o) },
   { name: "manager", run: async (o) => (await import("./manager.js")).run(o) },
-  { name: "memoryFlips", run: async (o) => (await import("./memory.js")).flips(o) }
-  // Catch-up (benchmark 1) and the 1,000,000-log memory run: not yet, see README.md.
+  { name: "memoryFlips", run: async (o) => (await import("./memory.js")).flips(o) },
+  { name: "catchup", run: async (o) => (await import("./catchup.js")).run(o) },
+  { name: "memoryCatchup", run: async (o) => (await import("./memoryCatchup.js")).run(o) }
 ]
 
 const args = process.argv.slice(2)

@@ -36,7 +36,7 @@
  * `makeEthDeposits({ onFailure: "stop" })`, and the CLI validates the section before starting.
  */
 import { type Duration, Effect, Layer, Metric, Option, Stream } from "effect"
-import { type Address, decodeEventLog, type Hex, toEventSelector } from "viem"
+import { type Address, type Hex, toEventSelector } from "viem"
 import { EventStore } from "../events/EventStore.js"
 import { EthereumClient, type EthLog } from "../ethereum/EthereumClient.js"
 import type { InvalidRpcConfig } from "../ethereum/errors.js"
@@ -89,20 +89,18 @@ export const decodeCredit = (
   // Exactly two words: viem accepts trailing bytes, but a canonical Credit has none.
   if (log.data.length !== 2 + 128) return malformed(`has ${(log.data.length - 2) / 2} data bytes; Credit has 64`)
   if (!/^0x0{24}/.test(log.data)) return malformed("has non-zero padding in its address word")
-  try {
-    const { args } = decodeEventLog({ abi: [creditEvent], data: log.data, topics: log.topics, strict: true })
-    return {
-      _tag: "Credit",
-      payload: {
-        chainId,
-        account: args._from.toLowerCase() as Payload["account"],
-        amount: args._amount,
-        txHash: log.transactionHash,
-        logIndex: log.logIndex
-      }
+  if (!/^0x[0-9a-fA-F]{128}$/.test(log.data)) return malformed("has data that is not hex")
+  // The two words, read directly: with the checks above this is exactly what a strict
+  // `decodeEventLog` accepts, and viem's decoder was a visible share of a catch-up's CPU profile.
+  return {
+    _tag: "Credit",
+    payload: {
+      chainId,
+      account: `0x${log.data.slice(26, 66).toLowerCase()}` as Payload["account"],
+      amount: BigInt(`0x${log.data.slice(66)}`),
+      txHash: log.transactionHash,
+      logIndex: log.logIndex
     }
-  } catch (e) {
-    return malformed(e instanceof Error ? (e as { shortMessage?: string }).shortMessage ?? e.message : String(e))
   }
 }
 

@@ -1,0 +1,254 @@
+/**
+ * Benchmark 1, catch-up: an anvil holding 100,000 blocks with 10,000 deposits spread over them
+ * (100 `depositMany(1, 100)` transactions, one every ~1,000 blocks; `catchupChain.ts`), and the
+ * time until every deposit is stored in SQLite (a file database, WAL):
+ *
+ * - ours: the real `eth_deposits` listener (`makeEthDeposits`, run over `ListenerContext` and
+ *   `EventStore.layerSql` as the node runs it): the follower's adaptive ranges and block-hash
+ *   checks, decoding, one `EventStore.transaction` per batch with its checkpoint. Timed from the
+ *   listener's start to its stored checkpoint reaching the confirmed head (12 confirmations).
+ * - (a) the bare floor: the same `eth_getLogs` requests ours made (recorded by wrapping its
+ *   client), replayed one after another as plain JSON-RPC POSTs (`fetch` + `res.json()`), nothing
+ *   else. Bar: ours within 1.2x of it.
+ * - (b) the original's way: fixed 1,000-block ranges (Kwil's chunk, as our default starting
+ *   range), `eth_getLogs` through the same client, each event decoded and broadcast in its own
+ *   `EventStore.transaction`, then the range's checkpoint in one more. Informative.
+ *
+ * Each round runs the three side by side, in a rotating order; figures are medians.
+ */
+import Database from "better-sqlite3"
+import { Effect, Exit, Layer, Logger, LogLevel, Metric, Scope } from "effect"
+import { type Hex, numberToHex } from "viem"
+import { EventStore } from "../src/events/EventStore.js"
+import { EthereumClient } from "../src/ethereum/EthereumClient.js"
+import * as Contracts from "../src/extensions/contracts/index.js"
+import { CreditAccount, creditAccount } from "../src/extensions/creditAccount.js"
+import * as EthDeposits from "../src/extensions/ethDeposits.js"
+import * as Checkpoints from "../src/extensions/ethDepositsCheckpoint.js"
+import { ListenerContext } from "../src/listener/Listener.js"
+import { ResolutionRegistry } from "../src/voting/ResolutionRegistry.js"
+import * as CatchupChain from "./catchupChain.js"
+import { median, nodeDb, type Options, type Result, tempDir } from "./harness.js"
+
+const confirmations = 12
+
+/** The node database at `file`, with the event store and the credit_account resolution. */
+export const database = (file: string) =>
+  EventStore.layerSql.pipe(
+    Layer.provideMerge(ResolutionRegistry.layer(creditAccount)),
+    Layer.provideMerge(nodeDb(file)),
+    Layer.orDie
+  )
+
+/** Events stored in `file`. */
+export const storedEvents = (file: string): number => {
+  const db = new Database(file, { readonly: true })
+  try {
+    return (db.prepare("SELECT count(*) AS n FROM events").all()[0] as { n: number }).n
+  } finally {
+    db.close()
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+export interface Target {
+  readonly url: string
+  readonly escrow: Hex
+  readonly startingHeight: bigint
+  /** The confirmed head: done when the stored checkpoint reaches it. */
+  readonly confirmed: bigint
+}
+
+/**
+ * Ours: the listener over a fresh database `file` until its checkpoint reaches `target.confirmed`.
+ * Returns the wall time (ms) and the `eth_getLogs` ranges it asked for. `onBatch` runs (outside
+ * the timing's concern) whenever the checkpoint gauge moves, for the memory run.
+ */
+export const ours = async (
+  file: string,
+  target: Target,
+  onProgress?: (checkpoint: number) => void
+): Promise<{ ms: number; ranges: Array<readonly [bigint, bigint]> }> => {
+  const ranges: Array<readonly [bigint, bigint]> = []
+  const recording = () =>
+    Layer.effect(
+      EthereumClient,
+      Effect.map(EthereumClient, (client) =>
+        EthereumClient.of({
+          ...client,
+          getLogs: (params) => {
+            ranges.push([params.fromBlock, params.toBlock])
+            return client.getLogs(params)
+          }
+        }))
+    ).pipe(Layer.provide(EthereumClient.layer({ urls: [target.url], timeout: "30 seconds", pollingInterval: "1 second" })))
+  const config = {
+    rpc_provider: target.url,
+    contract_address: target.escrow,
+    starting_height: String(target.startingHeight),
+    required_confirmations: String(confirmations)
+  }
+  Effect.runSync(Metric.set(EthDeposits.checkpointGauge, -1))
+  const scope = Effect.runSync(Scope.make())
+  try {
+    const context = await Effect.runPromise(Layer.buildWithScope(
+      Layer.mergeAll(
+        EventStore.layerFor(EthDeposits.name),
+        Layer.succeed(ListenerContext, { name: EthDeposits.name, identity: "node-0", config, configured: true })
+      ).pipe(Layer.provide(database(file))),
+      scope
+    ))
+    const listener = EthDeposits.makeEthDeposits({ client: recording, pollInterval: "1 second", timeout: "30 seconds" })
+    const start = process.hrtime.bigint()
+    const fiber = Effect.runFork(
+      listener.run.pipe(Effect.scoped, Effect.provide(context), Logger.withMinimumLogLevel(LogLevel.Warning))
+    )
+    let last = -1
+    for (;;) {
+      const cp = Effect.runSync(Metric.value(EthDeposits.checkpointGauge)).value
+      if (cp >= Number(target.confirmed)) break
+      if (fiber.unsafePoll() !== null) throw new Error(`the listener ended: ${String(fiber.unsafePoll())}`)
+      if (cp !== last && onProgress !== undefined) onProgress(cp)
+      last = cp
+      await sleep(2)
+    }
+    const ms = Number(process.hrtime.bigint() - start) / 1e6
+    await Effect.runPromise(fiber.interruptAsFork(fiber.id()))
+    return { ms, ranges }
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+
+/** (a) The same `eth_getLogs` requests, as bare JSON-RPC POSTs one after another. Returns ms and logs seen. */
+export const bare = async (target: Target, ranges: ReadonlyArray<readonly [bigint, bigint]>): Promise<{ ms: number; logs: number }> => {
+  let logs = 0
+  const start = process.hrtime.bigint()
+  for (const [from, to] of ranges) {
+    const res = await fetch(target.url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 1,
+        method: "eth_getLogs",
+        params: [{ address: target.escrow, topics: [Contracts.creditTopic], fromBlock: numberToHex(from), toBlock: numberToHex(to) }]
+      })
+    })
+    const body = (await res.json()) as { result: ReadonlyArray<unknown> }
+    logs += body.result.length
+  }
+  return { ms: Number(process.hrtime.bigint() - start) / 1e6, logs }
+}
+
+/** (b) The original's way: fixed `chunk`-block ranges, one write transaction per event, then one for the range's checkpoint. */
+export const original = async (file: string, target: Target, chunk = 1_000): Promise<number> =>
+  Effect.runPromise(
+    Effect.gen(function*() {
+      const store = yield* EventStore
+      const client = yield* EthereumClient
+      const start = process.hrtime.bigint()
+      const chainId = BigInt(yield* client.chainId)
+      for (let from = target.startingHeight; from <= target.confirmed; from += BigInt(chunk)) {
+        const to = from + BigInt(chunk) - 1n < target.confirmed ? from + BigInt(chunk) - 1n : target.confirmed
+        const logs = yield* client.getLogs({ address: target.escrow, event: Contracts.creditEvent, fromBlock: from, toBlock: to })
+        for (const log of logs) {
+          const decoded = EthDeposits.decodeCredit(log, chainId, target.escrow)
+          if (decoded._tag === "Credit") yield* store.transaction(store.broadcast(CreditAccount, decoded.payload))
+        }
+        yield* store.transaction(Checkpoints.writeCheckpoint(store.kv, { height: to }))
+      }
+      return Number(process.hrtime.bigint() - start) / 1e6
+    }).pipe(
+      Effect.provide(Layer.mergeAll(
+        EventStore.layerFor(EthDeposits.name).pipe(Layer.provide(database(file))),
+        EthereumClient.layer({ urls: [target.url], timeout: "30 seconds" })
+      )),
+      Effect.orDie
+    )
+  )
+
+export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
+  const spec: CatchupChain.ChainSpec = options.quick
+    ? { blocks: 20_000, txs: 20, logsPerTx: 100 }
+    : { blocks: 100_000, txs: 100, logsPerTx: 100 }
+  const rounds = options.quick ? 3 : 3
+  const dir = tempDir("catchup")
+  try {
+    return await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const built = yield* CatchupChain.build(spec)
+      yield* CatchupChain.verify(built)
+      yield* built.chain.anvil.mine(confirmations)
+      const target: Target = {
+        url: built.chain.anvil.httpUrl,
+        escrow: built.chain.deployment.escrow,
+        startingHeight: built.chain.deployment.escrowBlock,
+        confirmed: built.head
+      }
+      return yield* Effect.promise(async () => {
+        // Warm-up (JIT, native module, anvil's caches), not measured: also records the ranges.
+        const warm = await ours(dir.path("warm.db"), target)
+        const ranges = warm.ranges
+        const o: Array<number> = []
+        const a: Array<number> = []
+        const b: Array<number> = []
+        const runs = [
+          async (r: number) => {
+            const file = dir.path(`ours-${r}.db`)
+            const res = await ours(file, target)
+            const n = storedEvents(file)
+            if (n !== built.logs) throw new Error(`ours stored ${n} events, expected ${built.logs}`)
+            o.push(res.ms)
+          },
+          async () => {
+            const res = await bare(target, ranges)
+            if (res.logs !== built.logs) throw new Error(`bare eth_getLogs saw ${res.logs} logs, expected ${built.logs}`)
+            a.push(res.ms)
+          },
+          async (r: number) => {
+            const file = dir.path(`original-${r}.db`)
+            b.push(await original(file, target))
+            const n = storedEvents(file)
+            if (n !== built.logs) throw new Error(`the original's way stored ${n} events, expected ${built.logs}`)
+          }
+        ]
+        for (let r = 0; r < rounds; r++) {
+          for (let i = 0; i < runs.length; i++) await runs[(i + r) % runs.length]!(r)
+        }
+        const mo = median(o)
+        const ma = median(a)
+        const mb = median(b)
+        const size = `${(spec.blocks).toLocaleString("en")} blocks, ${built.logs.toLocaleString("en")} deposits`
+        const all = (xs: ReadonlyArray<number>) => xs.map((x) => Math.round(x)).join(", ")
+        const common = `median of ${rounds} rounds (ours ${all(o)} ms; bare ${all(a)} ms; original ${all(b)} ms); ` +
+          `${ranges.length} eth_getLogs ranges (${ranges.map(([f, t]) => Number(t - f + 1n)).join(",")} blocks); ` +
+          `chain built in ${(built.buildMs / 1000).toFixed(1)} s (anvil --hardfork cancun --prune-history)`
+        return [
+          {
+            name: `catch-up vs bare eth_getLogs (${size})`,
+            ours: Math.round(mo),
+            baseline: Math.round(ma),
+            unit: "ms",
+            ratio: mo / ma,
+            bar: "<= 1.2x the same eth_getLogs, bare",
+            pass: mo / ma <= 1.2,
+            note: `${common}; bare = the same requests as plain JSON-RPC POSTs, no decoding or storage`
+          },
+          {
+            name: `catch-up vs original's way (${size})`,
+            ours: Math.round(mo),
+            baseline: Math.round(mb),
+            unit: "ms",
+            ratio: mo / mb,
+            bar: "informative (< 1x: faster)",
+            pass: mo / mb < 1,
+            note: `original = fixed 1,000-block ranges, one EventStore.transaction per event, one per range's checkpoint`
+          }
+        ] satisfies Array<Result>
+      })
+    })))
+  } finally {
+    dir.remove()
+  }
+}
