@@ -223,6 +223,20 @@ interface Confirmed {
   readonly resolution: AnyResolution
   readonly proposer: string
   readonly approved: bigint
+  readonly body: Uint8Array
+  /** The current validators that voted for it, sorted. */
+  readonly voters: ReadonlyArray<string>
+}
+
+/** A resolution `finalizeBlock` may confirm or expire; `voters` is a JSON array, sorted. */
+interface CandidateRow {
+  readonly id: string
+  readonly type: string
+  readonly proposer: string
+  readonly body: Uint8Array
+  readonly expiration_height: string
+  readonly approved: string
+  readonly voters: string
 }
 
 interface ResolutionRow {
@@ -361,20 +375,23 @@ const make = Effect.gen(function*() {
     function*(sender: string, ids: ReadonlyArray<EventId.EventId>) {
       if ((yield* powerOf(sender)) <= 0n) return yield* new NotAValidator({ sender })
       const unique = [...new Set(ids)]
-      const open = new Set(
-        (yield* sql<{ id: string }>`
-          SELECT id FROM resolutions WHERE id IN (SELECT value FROM json_each(${jsonList(unique)}))`).map((r) => r.id)
-      )
+      // One pass in the common case: insert the votes of every open id; only the ids that got no
+      // new vote (duplicates, unknown or processed) are looked up again.
       const inserted = new Set(
         (yield* sql<{ id: string }>`
           INSERT OR IGNORE INTO votes (resolution_id, voter)
           SELECT id, ${sender} FROM resolutions WHERE id IN (SELECT value FROM json_each(${jsonList(unique)}))
           RETURNING resolution_id AS id`).map((r) => r.id)
       )
+      const rest = inserted.size === unique.length ? [] : unique.filter((id) => !inserted.has(id))
+      const open = rest.length === 0 ? new Set<string>() : new Set(
+        (yield* sql<{ id: string }>`
+          SELECT id FROM resolutions WHERE id IN (SELECT value FROM json_each(${jsonList(rest)}))`).map((r) => r.id)
+      )
       const outcome: IdsOutcome = {
-        voted: unique.filter((id) => inserted.has(id)),
-        duplicate: unique.filter((id) => open.has(id) && !inserted.has(id)),
-        skipped: unique.filter((id) => !open.has(id))
+        voted: rest.length === 0 ? unique : unique.filter((id) => inserted.has(id)),
+        duplicate: rest.filter((id) => open.has(id)),
+        skipped: rest.filter((id) => !open.has(id))
       }
       if (outcome.skipped.length > 0) {
         yield* Effect.logDebug("VoteIds entries skipped (unknown or processed)").pipe(
@@ -386,64 +403,74 @@ const make = Effect.gen(function*() {
     atomic
   )
 
-  const thresholdsJson = (total: bigint): string =>
-    "[" + registry.types.map((type) => {
+  /** The power each registered type needs to confirm, and the smallest of them (undefined: no type). */
+  const confirmationNeeds = (total: bigint) => {
+    const needs = new Map<string, bigint>()
+    let least: bigint | undefined
+    for (const type of registry.types) {
       const resolution = Option.getOrThrow(registry.get(type))
       const need = max(requiredPower(total, resolution.confirmationThreshold), 1n)
-      return `[${JSON.stringify(type)},${need.toString()}]`
-    }).join(",") + "]"
-
-  const votersOf = (ids: ReadonlyArray<string>) =>
-    sql<{ id: string; voter: string }>`
-      SELECT v.resolution_id AS id, v.voter AS voter
-      FROM votes v JOIN validators p ON p.identity = v.voter
-      WHERE v.resolution_id IN (SELECT value FROM json_each(${jsonList(ids)}))
-      ORDER BY v.resolution_id, v.voter`.pipe(
-      Effect.map(votersById)
-    )
+      needs.set(type, need)
+      if (least === undefined || need < least) least = need
+    }
+    return { needs, least }
+  }
 
   const finalizeBlock = Effect.fn("VoteLedger.finalizeBlock")(function*(height: bigint) {
     const total = yield* totalPower
-    // One aggregate pass: approved power per resolution from the CURRENT validators, kept only
-    // where it reaches the type's confirmation need, or where the resolution expires now.
-    const candidates = yield* sql<{
-      id: string
-      type: string
-      proposer: string
-      approved: string
-    }>`
-      WITH need(type, power) AS (
-        SELECT json_extract(value, '$[0]'), CAST(json_extract(value, '$[1]') AS INTEGER)
-        FROM json_each(${thresholdsJson(total)})
-      ),
-      approved(id, power) AS (
-        SELECT v.resolution_id, SUM(p.power)
+    const { least, needs } = confirmationNeeds(total)
+    // Approved power from the CURRENT validators, with their identities (sorted) and the body, in
+    // two passes: every resolution whose power reaches the smallest need (one streaming
+    // aggregate over `votes` in key order, then a key lookup each), and every one that expires
+    // now (by the expiration index). The exact filter is applied below.
+    const reaching = least === undefined ? [] : yield* sql<CandidateRow>`
+      SELECT r.id AS id, r.type AS type, r.proposer AS proposer, r.body AS body,
+             CAST(r.expiration_height AS TEXT) AS expiration_height,
+             CAST(a.power AS TEXT) AS approved, a.voters AS voters
+      FROM (
+        SELECT v.resolution_id AS id, SUM(p.power) AS power, json_group_array(v.voter ORDER BY v.voter) AS voters
         FROM votes v JOIN validators p ON p.identity = v.voter
         GROUP BY v.resolution_id
-      )
-      SELECT r.id AS id, r.type AS type, r.proposer AS proposer,
-             CAST(COALESCE(a.power, 0) AS TEXT) AS approved
+        HAVING SUM(p.power) >= ${least}
+      ) a
+      CROSS JOIN resolutions r ON r.id = a.id`
+    const expiring = yield* sql<CandidateRow>`
+      SELECT r.id AS id, r.type AS type, r.proposer AS proposer, r.body AS body,
+             CAST(r.expiration_height AS TEXT) AS expiration_height,
+             CAST(COALESCE(a.power, 0) AS TEXT) AS approved, COALESCE(a.voters, '[]') AS voters
       FROM resolutions r
-      LEFT JOIN approved a ON a.id = r.id
-      LEFT JOIN need n ON n.type = r.type
-      WHERE r.expiration_height <= ${height}
-         OR (n.power IS NOT NULL AND COALESCE(a.power, 0) >= n.power)
-      ORDER BY r.id`
+      LEFT JOIN (
+        SELECT v.resolution_id AS id, SUM(p.power) AS power, json_group_array(v.voter ORDER BY v.voter) AS voters
+        FROM votes v JOIN validators p ON p.identity = v.voter
+        WHERE v.resolution_id IN (SELECT id FROM resolutions WHERE expiration_height <= ${height})
+        GROUP BY v.resolution_id
+      ) a ON a.id = r.id
+      WHERE r.expiration_height <= ${height}`
+    const candidates: Array<CandidateRow> = [...reaching]
+    if (expiring.length > 0) {
+      const seen = new Set(reaching.map((r) => r.id))
+      for (const row of expiring) if (!seen.has(row.id)) candidates.push(row)
+    }
+    candidates.sort((a, b) => compare(a.id, b.id))
 
     const confirmed: Array<Confirmed> = []
     const expired: Array<EventId.EventId> = []
-    const refundable: Array<EventId.EventId> = []
+    const refundable: Array<CandidateRow> = []
     for (const row of candidates) {
       const id = EventId.EventId(row.id)
       const approved = BigInt(row.approved)
       const resolution = registry.get(row.type)
-      if (
-        Option.isSome(resolution) &&
-        approved >= max(requiredPower(total, resolution.value.confirmationThreshold), 1n)
-      ) {
+      if (Option.isSome(resolution) && approved >= needs.get(row.type)!) {
         // Confirmation wins over expiry in the same block: resolved once, never refunded.
-        confirmed.push({ id, resolution: resolution.value, proposer: row.proposer, approved })
-      } else {
+        confirmed.push({
+          id,
+          resolution: resolution.value,
+          proposer: row.proposer,
+          approved,
+          body: row.body,
+          voters: JSON.parse(row.voters) as Array<string>
+        })
+      } else if (BigInt(row.expiration_height) <= height) {
         expired.push(id)
         // Each resolution against its own type's refund threshold (the original's defect compared
         // the first expired resolution of a type with 0).
@@ -451,23 +478,14 @@ const make = Effect.gen(function*() {
           onNone: () => defaults.refundThreshold,
           onSome: (r) => r.refundThreshold
         })
-        if (approved > 0n && approved >= requiredPower(total, refundThreshold)) refundable.push(id)
+        if (approved > 0n && approved >= requiredPower(total, refundThreshold)) refundable.push(row)
       }
     }
 
     const resolved: Array<EventId.EventId> = []
     const failures: Array<FinalizeOutcome["failures"][number]> = []
     if (confirmed.length > 0) {
-      const confirmedIds = confirmed.map((c) => c.id)
-      const voters = yield* votersOf(confirmedIds)
-      const bodies = new Map(
-        (yield* sql<{ id: string; body: Uint8Array }>`
-          SELECT id, body FROM resolutions WHERE id IN (SELECT value FROM json_each(${jsonList(confirmedIds)}))`)
-          .map((r) => [r.id, r.body] as const)
-      )
-      const outcome = yield* resolveInOrder(confirmed, bodies, voters, height).pipe(
-        Effect.provideService(SqlClient.SqlClient, sql)
-      )
+      const outcome = yield* resolveInOrder(confirmed, height).pipe(Effect.provideService(SqlClient.SqlClient, sql))
       resolved.push(...outcome.resolved)
       failures.push(...outcome.failures)
     }
@@ -475,11 +493,11 @@ const make = Effect.gen(function*() {
     const refunds: Array<FinalizeOutcome["refunds"][number]> = []
     if (refundable.length > 0) {
       const byVoter = new Map<string, Array<EventId.EventId>>()
-      for (const [id, voters] of yield* votersOf(refundable)) {
-        for (const voter of voters) {
+      for (const row of refundable) {
+        for (const voter of JSON.parse(row.voters) as Array<string>) {
           const list = byVoter.get(voter)
-          if (list === undefined) byVoter.set(voter, [EventId.EventId(id)])
-          else list.push(EventId.EventId(id))
+          if (list === undefined) byVoter.set(voter, [EventId.EventId(row.id)])
+          else list.push(EventId.EventId(row.id))
         }
       }
       for (const identity of [...byVoter.keys()].sort(compare)) {
@@ -524,12 +542,7 @@ const make = Effect.gen(function*() {
    * deterministic this ends in the same state as a savepoint per resolution, at a third of the
    * statements; only side effects outside the database (logs) of a re-applied `resolve` repeat.
    */
-  const resolveInOrder = (
-    confirmed: ReadonlyArray<Confirmed>,
-    bodies: ReadonlyMap<string, Uint8Array>,
-    voters: ReadonlyMap<string, ReadonlyArray<string>>,
-    height: bigint
-  ) =>
+  const resolveInOrder = (confirmed: ReadonlyArray<Confirmed>, height: bigint) =>
     Effect.gen(function*() {
       const open = yield* Effect.serviceOption(SqlClient.TransactionConnection)
       const connection = Option.getOrThrow(open)[0]
@@ -537,12 +550,11 @@ const make = Effect.gen(function*() {
       const resolved: Array<EventId.EventId> = []
       const failures: Array<FinalizeOutcome["failures"][number]> = []
 
-      const attempt = ({ approved, id, proposer, resolution }: Confirmed) =>
+      const attempt = ({ approved, body, id, proposer, resolution, voters }: Confirmed) =>
         Effect.exit(
           Effect.flatMap(
-            resolution.type.decode(bodies.get(id) ?? new Uint8Array()),
-            (payload) =>
-              resolution.resolve(payload, { id, height, proposer, voters: voters.get(id) ?? [], approvedPower: approved })
+            resolution.type.decode(body),
+            (payload) => resolution.resolve(payload, { id, height, proposer, voters, approvedPower: approved })
           )
         )
 
