@@ -3,7 +3,7 @@
  * The same value is used by the listener that broadcasts and by the resolution that decodes,
  * so both ends agree on the payload's type.
  */
-import { Data, Effect, Schema } from "effect"
+import { Data, Effect, Either, Schema } from "effect"
 
 /** A payload that could not be encoded to, or decoded from, its event type's bytes. */
 export class PayloadCodecError extends Data.TaggedError("PayloadCodecError")<{
@@ -36,15 +36,33 @@ export type AnyEventType = EventType<any, any>
  * compose with `EventType.json`.
  */
 export const make = <A>(name: string, schema: Schema.Schema<A, Uint8Array>): EventType<A, Uint8Array> => {
-  const encode = Schema.encode(schema)
-  const decode = Schema.decode(schema)
+  // Synchronous parsing (an `Either`, no fiber work) on the hot path; a schema with asynchronous
+  // transformations cannot run that way and falls back to the effectful parser.
+  const encodeSync = Schema.encodeEither(schema)
+  const decodeSync = Schema.decodeEither(schema)
+  const encodeAsync = Schema.encode(schema)
+  const decodeAsync = Schema.decode(schema)
+  const encodeError = (cause: unknown) => new PayloadCodecError({ type: name, direction: "encode", cause })
+  const decodeError = (cause: unknown) => new PayloadCodecError({ type: name, direction: "decode", cause })
   return {
     name,
     schema,
-    encode: (payload) =>
-      encode(payload).pipe(Effect.mapError((cause) => new PayloadCodecError({ type: name, direction: "encode", cause }))),
-    decode: (body) =>
-      decode(body).pipe(Effect.mapError((cause) => new PayloadCodecError({ type: name, direction: "decode", cause })))
+    encode: (payload) => {
+      const result = encodeSync(payload)
+      return Either.isRight(result)
+        ? Effect.succeed(result.right)
+        : result.left.issue._tag === "Forbidden"
+        ? Effect.mapError(encodeAsync(payload), encodeError)
+        : Effect.fail(encodeError(result.left))
+    },
+    decode: (body) => {
+      const result = decodeSync(body)
+      return Either.isRight(result)
+        ? Effect.succeed(result.right)
+        : result.left.issue._tag === "Forbidden"
+        ? Effect.mapError(decodeAsync(body), decodeError)
+        : Effect.fail(decodeError(result.left))
+    }
   }
 }
 

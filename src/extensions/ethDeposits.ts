@@ -184,28 +184,43 @@ const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: O
         Effect.orElseSucceed(() => Option.none<LogFollower.Checkpoint>())
       )
 
-    const broadcast = (log: EthLog) => {
-      const decoded = decodeCredit(log, chainId, config.contractAddress)
-      if (decoded._tag === "Malformed") {
-        return Metric.increment(malformedLogs).pipe(
-          Effect.zipRight(Effect.logWarning(`skipping a malformed Credit log: it ${decoded.reason}`)),
-          Effect.annotateLogs({ tx: log.transactionHash, logIndex: log.logIndex, block: String(log.blockNumber) }),
-          Effect.as(0)
-        )
+    const skip = (log: EthLog, reason: string) =>
+      Metric.increment(malformedLogs).pipe(
+        Effect.zipRight(Effect.logWarning(`skipping a malformed Credit log: it ${reason}`)),
+        Effect.annotateLogs({ tx: log.transactionHash, logIndex: log.logIndex, block: String(log.blockNumber) })
+      )
+
+    /**
+     * A batch's logs decoded up front, synchronously: the payloads to broadcast (in log order)
+     * and the effect that counts and logs the malformed ones (nothing when there are none, the
+     * usual case). Keeps per-event Effect work to the broadcast itself.
+     */
+    const decodeBatch = (logs: ReadonlyArray<EthLog>) => {
+      const payloads: Array<Payload> = []
+      const skips: Array<Effect.Effect<void>> = []
+      for (const log of logs) {
+        const decoded = decodeCredit(log, chainId, config.contractAddress)
+        if (decoded._tag === "Credit") payloads.push(decoded.payload)
+        else skips.push(skip(log, decoded.reason))
       }
-      return store.broadcast(CreditAccount, decoded.payload).pipe(Effect.as(1))
+      const skipped = skips.length === 0 ? Effect.void : Effect.all(skips, { discard: true })
+      return { payloads, skipped }
     }
 
     const handle = (event: LogFollower.FollowerEvent) =>
       Effect.gen(function*() {
         if (event._tag === "Batch") {
-          const broadcasts = yield* store.transaction(
-            Effect.forEach(event.logs, broadcast).pipe(
-              Effect.zipLeft(Checkpoints.writeCheckpoint(store.kv, event.checkpoint))
+          const { payloads, skipped } = decodeBatch(event.logs)
+          yield* store.transaction(
+            skipped.pipe(
+              Effect.zipRight(
+                Effect.forEach(payloads, (payload) => store.broadcast(CreditAccount, payload), { discard: true })
+              ),
+              Effect.zipRight(Checkpoints.writeCheckpoint(store.kv, event.checkpoint))
             )
           )
           // Counted once committed: a rolled-back batch is broadcast again by the next run.
-          yield* Metric.incrementBy(depositsBroadcast, broadcasts.reduce((a, b) => a + b, 0))
+          yield* Metric.incrementBy(depositsBroadcast, payloads.length)
           if (event.logs.length > 0) {
             yield* Effect.logDebug("batch stored").pipe(
               Effect.annotateLogs({ from: String(event.from), to: String(event.to), logs: event.logs.length })

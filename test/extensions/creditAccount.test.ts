@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc } from "effect"
-import { decodeAbiParameters, encodeAbiParameters, hexToBytes } from "viem"
+import { bytesToHex, decodeAbiParameters, encodeAbiParameters, getAddress, hexToBytes } from "viem"
 import * as EventId from "../../src/events/EventId.js"
 import { abi, balanceOf, balances, CreditAccount, type Payload } from "../../src/extensions/creditAccount.js"
 import { makeNode, runBlock, type TestNode, validators } from "../voting/harness.js"
@@ -48,6 +48,27 @@ describe("credit_account payload", () => {
     { fastCheck: { numRuns: 50 } }
   )
 
+  it.effect.prop(
+    "encodes to exactly viem's encodeAbiParameters bytes",
+    [
+      fc.bigInt({ min: 0n, max: (1n << 256n) - 1n }),
+      fc.uint8Array({ minLength: 20, maxLength: 20 }),
+      fc.constantFrom("lower", "checksummed"),
+      fc.bigInt({ min: 0n, max: (1n << 256n) - 1n }),
+      fc.uint8Array({ minLength: 32, maxLength: 32 }),
+      fc.integer({ min: 0, max: 0xffff_ffff })
+    ],
+    ([chainId, address, casing, amount, hash, logIndex]) =>
+      Effect.gen(function*() {
+        const lower = bytesToHex(address)
+        const account = casing === "lower" ? lower : getAddress(lower)
+        const payload: Payload = { chainId, account, amount, txHash: bytesToHex(hash), logIndex }
+        const bytes = yield* CreditAccount.encode(payload)
+        expect(bytes).toEqual(hexToBytes(encodeAbiParameters(abi, [chainId, account, amount, payload.txHash, logIndex])))
+      }),
+    { fastCheck: { numRuns: 200 } }
+  )
+
   it.effect("refuses bytes that are not a canonical encoding, and amounts a uint256 cannot hold", () =>
     Effect.gen(function*() {
       const good = yield* CreditAccount.encode(deposit(alice, 5n, 1))
@@ -64,8 +85,19 @@ describe("credit_account payload", () => {
       }
       const negative = yield* Effect.flip(CreditAccount.encode(deposit(alice, -1n, 1)))
       expect(negative).toMatchObject({ _tag: "PayloadCodecError", direction: "encode" })
+      const tooLarge = yield* Effect.flip(CreditAccount.encode(deposit(alice, 1n << 256n, 1)))
+      expect(tooLarge).toMatchObject({ _tag: "PayloadCodecError", direction: "encode" })
+      const negativeChain = yield* Effect.flip(CreditAccount.encode({ ...deposit(alice, 1n, 1), chainId: -1n }))
+      expect(negativeChain).toMatchObject({ _tag: "PayloadCodecError", direction: "encode" })
       const notAnAddress = yield* Effect.flip(CreditAccount.encode(deposit("0x1234", 1n, 1)))
       expect(notAnAddress._tag).toBe("PayloadCodecError")
+      // A mixed-case address with a wrong checksum is refused, as viem's encoder refuses it.
+      const badChecksum = yield* Effect.flip(
+        CreditAccount.encode(deposit("0x52908400098527886E0F7030069857D2E4169Ee7", 1n, 1))
+      )
+      expect(badChecksum).toMatchObject({ _tag: "PayloadCodecError", direction: "encode" })
+      const badLogIndex = yield* Effect.flip(CreditAccount.encode(deposit(alice, 1n, 1, 2 ** 32)))
+      expect(badLogIndex).toMatchObject({ _tag: "PayloadCodecError", direction: "encode" })
       // The same ABI shape with a checksummed address decodes to the lower-case one.
       const checksummed = hexToBytes(encodeAbiParameters(
         [{ type: "uint256" }, { type: "address" }, { type: "uint256" }, { type: "bytes32" }, { type: "uint32" }],
