@@ -3,7 +3,7 @@
  * the table and writes `bench/results.json` (`[{ name, ours, baseline, unit, ratio, bar, pass }]`
  * plus a note each). Figures are medians of side-by-side rounds; see `harness.ts`.
  */
-import { writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { cpus, loadavg } from "node:os"
 import { fileURLToPath } from "node:url"
 import type { Options, Result } from "./harness.js"
@@ -59,5 +59,9 @@ console.log(`\n${new Date().toISOString()}, ${machine}, load after: ${loadavg().
 console.log(table(results))
 for (const r of results) if (r.note !== undefined) console.log(`- ${r.name}: ${r.note}`)
 const out = fileURLToPath(new URL("./results.json", import.meta.url))
-writeFileSync(out, JSON.stringify(results, null, 2) + "\n")
+// A partial run (`--only`) replaces its own rows and keeps the others' latest figures.
+const kept: ReadonlyArray<Result> = only !== undefined && existsSync(out)
+  ? (JSON.parse(readFileSync(out, "utf8")) as ReadonlyArray<Result>).filter((r) => !results.some((n) => n.name === r.name))
+  : []
+writeFileSync(out, JSON.stringify([...kept, ...results], null, 2) + "\n")
 console.log(`\nwritten ${out}`)
