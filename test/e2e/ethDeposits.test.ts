@@ -5,7 +5,6 @@
  * through the real ListenerManager. Deposits are mined by automine or `anvil.mine`; the stored
  * events are polled on a bounded `Schedule`, never on a fixed sleep.
  */
-import { SqliteClient } from "@effect/sql-sqlite-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Metric, Option, Schedule, Scope } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -16,25 +15,16 @@ import { EventLog } from "../../src/events/EventLog.js"
 import { EventStore } from "../../src/events/EventStore.js"
 import * as LogFollower from "../../src/ethereum/LogFollower.js"
 import * as Contracts from "../../src/extensions/contracts/index.js"
-import { CreditAccount, creditAccount, type Payload } from "../../src/extensions/creditAccount.js"
+import { CreditAccount, type Payload } from "../../src/extensions/creditAccount.js"
 import * as EthDeposits from "../../src/extensions/ethDeposits.js"
 import * as Checkpoints from "../../src/extensions/ethDepositsCheckpoint.js"
-import { ListenerContext } from "../../src/listener/Listener.js"
 import { ListenerManager } from "../../src/listener/ListenerManager.js"
 import { ListenerRegistry } from "../../src/listener/ListenerRegistry.js"
 import { NodeInfo } from "../../src/listener/NodeInfo.js"
 import { ValidatorStatus, ValidatorStatusControl } from "../../src/listener/ValidatorStatus.js"
-import * as Migrations from "../../src/storage/migrations.js"
-import { ResolutionRegistry } from "../../src/voting/ResolutionRegistry.js"
 import * as EscrowChain from "../support/EscrowChain.js"
+import * as DepositListener from "../support/DepositListener.js"
 import * as RpcProxy from "../support/RpcProxy.js"
-
-/** Short intervals: anvil answers in a millisecond, and CI has two cores. */
-const fast: EthDeposits.Options = {
-  pollInterval: "100 millis",
-  timeout: "2 seconds",
-  retry: { base: "50 millis", cap: "500 millis" }
-}
 
 /** A temp dir for SQLite files, removed with the scope. */
 const tempDir = Effect.acquireRelease(
@@ -42,20 +32,12 @@ const tempDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
 )
 
-/** The node database at `filename`: migrated, with the event store and the credit_account resolution. */
-const database = (filename: string) =>
-  EventStore.layerSql.pipe(
-    Layer.provideMerge(ResolutionRegistry.layer(creditAccount)),
-    Layer.provideMerge(Migrations.layer.pipe(Layer.provideMerge(SqliteClient.layer({ filename })))),
-    Layer.orDie
-  )
-
 /** What a test reads back from a database. */
 const reader = (filename: string) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     const context = yield* Layer.buildWithScope(
-      EventStore.layerFor(EthDeposits.name).pipe(Layer.provideMerge(database(filename))),
+      EventStore.layerFor(EthDeposits.name).pipe(Layer.provideMerge(DepositListener.database(filename))),
       scope
     )
     return { context, close: Scope.close(scope, Exit.void) }
@@ -78,22 +60,7 @@ const storedCheckpoint = (filename: string) =>
     return yield* Effect.provide(Effect.flatMap(EventStore, (s) => Checkpoints.readCheckpoint(s.kv)), context)
   }))
 
-/** A running listener over `filename`: stop it with `stop` (or let the test's scope close). */
-const startListener = (filename: string, config: Record<string, string>, options: EthDeposits.Options = {}) =>
-  Effect.gen(function*() {
-    const scope = yield* Scope.make()
-    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-    const context = yield* Layer.buildWithScope(
-      Layer.mergeAll(
-        EventStore.layerFor(EthDeposits.name),
-        Layer.succeed(ListenerContext, { name: EthDeposits.name, identity: "node-0", config, configured: true })
-      ).pipe(Layer.provide(database(filename))),
-      scope
-    )
-    const listener = EthDeposits.makeEthDeposits({ ...fast, ...options })
-    const fiber = yield* listener.run.pipe(Effect.scoped, Effect.provide(context), Effect.forkIn(scope))
-    return { fiber, stop: Scope.close(scope, Exit.void) }
-  })
+const startListener = DepositListener.start
 
 /** Polls `read` until `done` holds (at most `within`); fails early if the listener fiber ended. */
 const eventually = <A, E, R>(
@@ -323,10 +290,10 @@ describe("eth_deposits on anvil", () => {
       const db = join(yield* tempDir, "node.db")
       const config = section(chain, chain.anvil.wsUrl, { required_confirmations: "1" })
       const node = ListenerManager.layer.pipe(
-        Layer.provideMerge(ListenerRegistry.layer(EthDeposits.makeEthDeposits(fast))),
+        Layer.provideMerge(ListenerRegistry.layer(EthDeposits.makeEthDeposits(DepositListener.fast))),
         Layer.provideMerge(ValidatorStatus.layerRef()),
         Layer.provideMerge(NodeInfo.layer({ identity: "node-0", extensions: { eth_deposits: config } })),
-        Layer.provideMerge(database(db))
+        Layer.provideMerge(DepositListener.database(db))
       )
       const context = yield* Layer.build(node)
       const run = <A, E>(effect: Effect.Effect<A, E, ListenerManager | ValidatorStatusControl>) =>

@@ -7,8 +7,7 @@
  * `n`; without it each draws a fresh one. Either way the seed is printed with the test's label
  * (`[chaos] <label> seed=<n>`), so a failure replays with `CHAOS_SEED=<n> npx vitest run test/chaos -t '<label>'`.
  */
-import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Cause, Effect, Exit, Fiber, Layer, Option, Schedule, Scope } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Option, Schedule } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -16,12 +15,10 @@ import type { Hash } from "viem"
 import { EventLog } from "../../../src/events/EventLog.js"
 import { EventStore } from "../../../src/events/EventStore.js"
 import * as Contracts from "../../../src/extensions/contracts/index.js"
-import { CreditAccount, creditAccount, type Payload } from "../../../src/extensions/creditAccount.js"
+import { CreditAccount, type Payload } from "../../../src/extensions/creditAccount.js"
 import * as EthDeposits from "../../../src/extensions/ethDeposits.js"
 import * as Checkpoints from "../../../src/extensions/ethDepositsCheckpoint.js"
-import { ListenerContext } from "../../../src/listener/Listener.js"
-import * as Migrations from "../../../src/storage/migrations.js"
-import { ResolutionRegistry } from "../../../src/voting/ResolutionRegistry.js"
+import * as DepositListener from "../../support/DepositListener.js"
 import type * as EscrowChain from "../../support/EscrowChain.js"
 import { prng } from "../../support/RpcProxy.js"
 
@@ -64,13 +61,7 @@ export const tempDir = (prefix = "chaos-") =>
 
 // --- databases --------------------------------------------------------------------------------
 
-/** The node database at `filename`: migrated, with the event store and the credit_account resolution. */
-export const database = (filename: string) =>
-  EventStore.layerSql.pipe(
-    Layer.provideMerge(ResolutionRegistry.layer(creditAccount)),
-    Layer.provideMerge(Migrations.layer.pipe(Layer.provideMerge(SqliteClient.layer({ filename })))),
-    Layer.orDie
-  )
+export const database = DepositListener.database
 
 /** What a database holds for the eth_deposits listener: its deposits (insertion order) and checkpoint. */
 export interface Stored {
@@ -91,33 +82,12 @@ export const stored = (filename: string): Effect.Effect<Stored> =>
     }).pipe(Effect.provide(context))
   })).pipe(Effect.orDie)
 
-/** A running in-process listener over `filename` (stopped with the scope, or with `stop`). */
-export const startListener = (
-  filename: string,
-  config: Record<string, string>,
-  options: EthDeposits.Options = {}
-) =>
-  Effect.gen(function*() {
-    const scope = yield* Scope.make()
-    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-    const context = yield* Layer.buildWithScope(
-      Layer.mergeAll(
-        EventStore.layerFor(EthDeposits.name),
-        Layer.succeed(ListenerContext, { name: EthDeposits.name, identity: "chaos-node", config, configured: true })
-      ).pipe(Layer.provide(database(filename))),
-      scope
-    )
-    const listener = EthDeposits.makeEthDeposits({ ...fast, ...options })
-    const fiber = yield* listener.run.pipe(Effect.scoped, Effect.provide(context), Effect.forkIn(scope))
-    return { fiber, stop: Scope.close(scope, Exit.void) }
-  })
+/** A running listener over `filename` (see `DepositListener.start`). */
+export const startListener = (filename: string, config: Record<string, string>, options: EthDeposits.Options = {}) =>
+  DepositListener.start(filename, config, options, "chaos-node")
 
 /** Short intervals: anvil answers in a millisecond. */
-export const fast: EthDeposits.Options = {
-  pollInterval: "100 millis",
-  timeout: "2 seconds",
-  retry: { base: "20 millis", cap: "300 millis" }
-}
+export const fast = DepositListener.fast
 
 /** The listener's config section for `chain` over `url`. */
 export const section = (chain: EscrowChain.EscrowChain, url: string, extra: Record<string, string> = {}) => ({
