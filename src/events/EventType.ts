@@ -3,7 +3,7 @@
  * The same value is used by the listener that broadcasts and by the resolution that decodes,
  * so both ends agree on the payload's type.
  */
-import { Data, Effect, Either, Schema } from "effect"
+import { Data, Effect, Either, type ParseResult, Schema } from "effect"
 
 /** A payload that could not be encoded to, or decoded from, its event type's bytes. */
 export class PayloadCodecError extends Data.TaggedError("PayloadCodecError")<{
@@ -36,34 +36,29 @@ export type AnyEventType = EventType<any, any>
  * compose with `EventType.json`.
  */
 export const make = <A>(name: string, schema: Schema.Schema<A, Uint8Array>): EventType<A, Uint8Array> => {
-  // Synchronous parsing (an `Either`, no fiber work) on the hot path; a schema with asynchronous
-  // transformations cannot run that way and falls back to the effectful parser.
-  const encodeSync = Schema.encodeEither(schema)
-  const decodeSync = Schema.decodeEither(schema)
-  const encodeAsync = Schema.encode(schema)
-  const decodeAsync = Schema.decode(schema)
-  const encodeError = (cause: unknown) => new PayloadCodecError({ type: name, direction: "encode", cause })
-  const decodeError = (cause: unknown) => new PayloadCodecError({ type: name, direction: "decode", cause })
-  return {
-    name,
-    schema,
-    encode: (payload) => {
-      const result = encodeSync(payload)
-      return Either.isRight(result)
-        ? Effect.succeed(result.right)
-        : result.left.issue._tag === "Forbidden"
-        ? Effect.mapError(encodeAsync(payload), encodeError)
-        : Effect.fail(encodeError(result.left))
-    },
-    decode: (body) => {
-      const result = decodeSync(body)
-      return Either.isRight(result)
-        ? Effect.succeed(result.right)
-        : result.left.issue._tag === "Forbidden"
-        ? Effect.mapError(decodeAsync(body), decodeError)
-        : Effect.fail(decodeError(result.left))
-    }
-  }
+  const encode = parser(Schema.encodeEither(schema), Schema.encode(schema), (cause) =>
+    new PayloadCodecError({ type: name, direction: "encode", cause }))
+  const decode = parser(Schema.decodeEither(schema), Schema.decode(schema), (cause) =>
+    new PayloadCodecError({ type: name, direction: "decode", cause }))
+  return { name, schema, encode, decode }
+}
+
+/**
+ * Synchronous parsing (an `Either`, no fiber work) on the hot path; a schema with asynchronous
+ * transformations cannot run that way and falls back to the effectful parser.
+ */
+const parser = <I, O>(
+  sync: (input: I) => Either.Either<O, ParseResult.ParseError>,
+  effectful: (input: I) => Effect.Effect<O, ParseResult.ParseError>,
+  error: (cause: ParseResult.ParseError) => PayloadCodecError
+) =>
+(input: I): Effect.Effect<O, PayloadCodecError> => {
+  const result = sync(input)
+  return Either.isRight(result)
+    ? Effect.succeed(result.right)
+    : result.left.issue._tag === "Forbidden"
+    ? Effect.mapError(effectful(input), error)
+    : Effect.fail(error(result.left))
 }
 
 /** A `Uint8Array <-> A` schema through UTF-8 JSON, for payloads that need no special encoding. */
