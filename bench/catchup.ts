@@ -60,6 +60,14 @@ export interface Target {
   readonly confirmed: bigint
 }
 
+/** The target of a built chain: its escrow, from the escrow's block to the chain's head. */
+export const targetOf = (built: CatchupChain.BuiltChain): Target => ({
+  url: built.chain.anvil.httpUrl,
+  escrow: built.chain.deployment.escrow,
+  startingHeight: built.chain.deployment.escrowBlock,
+  confirmed: built.head
+})
+
 /**
  * Ours: the listener over a fresh database `file` until its checkpoint reaches `target.confirmed`.
  * Returns the wall time (ms) and the `eth_getLogs` ranges it asked for. `onBatch` runs (outside
@@ -173,19 +181,14 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
   const spec: CatchupChain.ChainSpec = options.quick
     ? { blocks: 20_000, txs: 20, logsPerTx: 100 }
     : { blocks: 100_000, txs: 100, logsPerTx: 100 }
-  const rounds = options.quick ? 3 : 3
+  const rounds = 3
   const dir = tempDir("catchup")
   try {
     return await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const built = yield* CatchupChain.build(spec)
       yield* CatchupChain.verify(built)
       yield* built.chain.anvil.mine(confirmations)
-      const target: Target = {
-        url: built.chain.anvil.httpUrl,
-        escrow: built.chain.deployment.escrow,
-        startingHeight: built.chain.deployment.escrowBlock,
-        confirmed: built.head
-      }
+      const target = targetOf(built)
       return yield* Effect.promise(async () => {
         // Warm-up (JIT, native module, anvil's caches), not measured: also records the ranges.
         const warm = await ours(dir.path("warm.db"), target)

@@ -9,7 +9,7 @@
  */
 import { Effect, Metric } from "effect"
 import * as EthDeposits from "../src/extensions/ethDeposits.js"
-import { ours, storedEvents, type Target } from "./catchup.js"
+import { ours, storedEvents, targetOf } from "./catchup.js"
 import * as CatchupChain from "./catchupChain.js"
 import { type Options, type Result, tempDir } from "./harness.js"
 import { rows, sample, type Sample } from "./memory.js"
@@ -23,12 +23,7 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
     return await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const built = yield* CatchupChain.build(spec)
       yield* built.chain.anvil.mine(12)
-      const target: Target = {
-        url: built.chain.anvil.httpUrl,
-        escrow: built.chain.deployment.escrow,
-        startingHeight: built.chain.deployment.escrowBlock,
-        confirmed: built.head
-      }
+      const target = targetOf(built)
       return yield* Effect.promise(async () => {
         const broadcast = () => Effect.runSync(Metric.value(EthDeposits.depositsBroadcast)).count
         const before = broadcast()
