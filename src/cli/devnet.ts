@@ -17,7 +17,6 @@ import * as DevnetConfig from "../devnet/DevnetConfig.js"
 import { type Lines, Progress } from "../devnet/Progress.js"
 import * as Summary from "../devnet/Summary.js"
 import * as Health from "./Health.js"
-import * as MetricsServer from "./MetricsServer.js"
 import * as CliOptions from "./options.js"
 import { StderrLine } from "./Progress.js"
 
@@ -127,6 +126,8 @@ const metrics = (port: Option.Option<number>) =>
     onSome: (port) =>
       Effect.gen(function*() {
         const context = yield* Effect.context<Devnet>()
+        // Loaded only when asked for: it brings OpenTelemetry, which every other run can skip.
+        const MetricsServer = yield* Effect.promise(() => import("./MetricsServer.js"))
         const address = yield* MetricsServer.serve({ port, health: Effect.provide(health, context) })
         yield* Effect.flatMap(Progress, (p) => p.note(`metrics: ${address.url}/metrics and ${address.url}/health`))
       })
