@@ -26,6 +26,9 @@ describe("chaos: reorgs", () => {
     Effect.gen(function*() {
       const r = yield* Chaos.seed("reorgs")
       const chain = yield* EscrowChain.make({}, 10n ** 15n)
+      // Bury the deploy, mint and approve below the deepest reorg (D + 3): a reorg that orphaned
+      // the approval would make every later deposit revert ("insufficient allowance").
+      yield* chain.anvil.mine(D + 3)
       const db = join(yield* Chaos.tempDir("chaos-reorg-"), "node.db")
       const violationsBefore = (yield* Metric.value(LogFollower.finalityViolations)).count
       const { fiber } = yield* Chaos.startListener(
