@@ -3,11 +3,11 @@
  * it decodes, how it maps provider failures, and that a lagging URL never moves the head back.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Config, ConfigProvider, Duration, Effect, Exit, Layer, Metric, Option, Stream } from "effect"
+import { Chunk, Config, ConfigProvider, Duration, Effect, Either, Exit, Layer, Metric, Option, Schema, Stream } from "effect"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { parseAbiItem, toEventSelector } from "viem"
-import { EthereumClient, rpcCalls } from "../../src/ethereum/EthereumClient.js"
+import { EthereumClient, fastLogs, LogsJson, rpcCalls } from "../../src/ethereum/EthereumClient.js"
 import { isHealable } from "../../src/ethereum/errors.js"
 import * as LogFollower from "../../src/ethereum/LogFollower.js"
 
@@ -132,6 +132,69 @@ describe("EthereumClient (viem, scripted servers)", () => {
         params: [{ address: log.address, fromBlock: "0x5", toBlock: "0x9", topics: [toEventSelector(event)] }]
       })
       expect(logs).toEqual([{ ...log, blockNumber: 9n, transactionIndex: 0, logIndex: 2 }])
+    }))
+
+  it("the hand-written log decoder returns what the schema does, and refuses (undefined) what it refuses", () => {
+    const good = {
+      address: `0x${"A".repeat(40)}`,
+      topics: [`0x${"1".repeat(64)}`, `0x${"f".repeat(64)}`],
+      data: "0x",
+      blockNumber: "0x1f",
+      blockHash: `0x${"b".repeat(64)}`,
+      transactionHash: `0x${"c".repeat(64)}`,
+      transactionIndex: "0x20000000000000", // 2^53: the largest index allowed
+      logIndex: "0x0"
+    }
+    const variants: ReadonlyArray<unknown> = [
+      [],
+      [good],
+      [good, { ...good, removed: true, extra: "ignored" }, { ...good, topics: [], data: "0xdeadBEEF" }],
+      [{ ...good, removed: false }],
+      null,
+      {},
+      [null],
+      [[good]],
+      [{ ...good, address: "0x1234" }],
+      [{ ...good, address: 42 }],
+      [{ ...good, topics: "0x" }],
+      [{ ...good, topics: [`0x${"1".repeat(63)}`] }],
+      [{ ...good, data: "0xzz" }],
+      [{ ...good, data: "ab" }],
+      [{ ...good, blockNumber: "0x" }],
+      [{ ...good, blockNumber: 31 }],
+      [{ ...good, blockHash: undefined }],
+      [{ ...good, transactionHash: `0x${"c".repeat(66)}` }],
+      [{ ...good, transactionIndex: "0x20000000000001" }], // 2^53 + 1
+      [{ ...good, logIndex: "-0x1" }],
+      [{ ...good, removed: "no" }],
+      [good, { ...good, logIndex: null }]
+    ]
+    for (const json of variants) {
+      const bySchema = Schema.decodeUnknownEither(LogsJson)(json)
+      const fast = fastLogs(json)
+      if (Either.isRight(bySchema)) expect(fast, JSON.stringify(json)).toEqual(bySchema.right)
+      else expect(fast, JSON.stringify(json)).toBeUndefined()
+    }
+  })
+
+  it.scoped("a log the decoder refuses is an RpcBadResponse that names the field", () =>
+    Effect.gen(function*() {
+      const s = yield* server(() => ({
+        result: [{
+          address: "0x00000000000000000000000000000000000000c0",
+          topics: [],
+          data: "0x",
+          blockNumber: "0x9",
+          blockHash: `0x${"b".repeat(64)}`,
+          transactionHash: "0x1234", // too short
+          transactionIndex: "0x0",
+          logIndex: "0x0"
+        }]
+      }))
+      const client = yield* clientFor(s.url)
+      const error = yield* Effect.flip(client.getLogs({ fromBlock: 9n, toBlock: 9n }))
+      expect(error._tag).toBe("RpcBadResponse")
+      expect(error.message).toContain("transactionHash")
     }))
 
   it.scoped("maps refusals: range (with the span), rate limit (with Retry-After), malformed answers", () =>
