@@ -53,11 +53,30 @@ describe("decodeCredit", () => {
     ["short data", log({ data: pad("0x05", { size: 32 }) }), "32 data bytes"],
     ["trailing data", log({ data: `${creditData(ACCOUNT, 5n)}00` }), "65 data bytes"],
     ["dirty address padding", log({ data: `0x01${creditData(ACCOUNT, 5n).slice(4)}` }), "padding"],
-    ["another emitter", log({ address: "0x00000000000000000000000000000000000000c1" }), "not the escrow"]
+    ["another emitter", log({ address: "0x00000000000000000000000000000000000000c1" }), "not the escrow"],
+    ["a short tx hash", log({ transactionHash: "0x1234" }), "transaction hash"],
+    ["a log index past uint32", log({ logIndex: 2 ** 32 }), "outside uint32"],
+    ["a negative log index", log({ logIndex: -1 }), "outside uint32"]
   ] as const)("refuses %s", (_, bad, reason) => {
     const decoded = EthDeposits.decodeCredit(bad, 1n, CONTRACT)
     expect(decoded._tag).toBe("Malformed")
     expect(decoded._tag === "Malformed" && decoded.reason).toContain(reason)
+  })
+
+  it("builds the same body from the log as encoding its payload (mixed-case hex, big numbers included)", () => {
+    const cases = [
+      log(),
+      log({ data: `0x${creditData(ACCOUNT, 2n ** 256n - 1n).slice(2).toUpperCase()}`, logIndex: 0xffff_ffff }),
+      log({ data: creditData("0x00000000000000000000000000000000000000ff", 0n).replace("ff", "fF") as Hex, transactionHash: `0x${"aB".repeat(32)}` })
+    ]
+    for (const [i, l] of cases.entries()) {
+      for (const chainId of [1n, 31337n, 2n ** 256n - 1n]) {
+        const decoded = EthDeposits.decodeCredit(l, chainId, CONTRACT)
+        if (decoded._tag !== "Credit") throw new Error(`case ${i} is not a Credit: ${decoded.reason}`)
+        const encoded = Effect.runSync(CreditAccount.encode(decoded.payload))
+        expect(EthDeposits.creditBody(l, EthDeposits.chainIdWord(chainId)), `case ${i}, chain ${chainId}`).toEqual(encoded)
+      }
+    }
   })
 })
 
