@@ -12,7 +12,8 @@
  *   `LogFollower` (`required_confirmations`, or the `safe`/`finalized` tag with `finality`).
  * - Each batch is ONE `EventStore.transaction`: every `credit_account` of the batch, the
  *   checkpoint and the checkpoint history (`ethDepositsCheckpoint.ts`) commit together, so a stop
- *   or a crash at any moment resumes with no gap and no duplicate.
+ *   or a crash at any moment resumes with no gap and no duplicate. The next range is fetched
+ *   while a batch is stored (one batch ahead, held in memory only).
  * - A reorg within the confirmation depth never reaches the listener. A deeper one (a
  *   `FinalityViolation`, counted by the follower's metric) arrives as a `Rewind` to the common
  *   ancestor: the listener stores the ancestor as its checkpoint and the follower re-scans from
@@ -281,7 +282,13 @@ const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: O
       ...(options.pollInterval === undefined ? {} : { pollInterval: options.pollInterval }),
       retry,
       history
-    }).pipe(Stream.runForEach(handle))
+    }).pipe(
+      // The next range is fetched while this one is stored: the node's answer and our storing
+      // overlap (a catch-up is about RPC round trips plus CPU). One batch ahead at most, and only
+      // ever in memory: the checkpoint stored is still that of the last batch stored.
+      Stream.buffer({ capacity: 1 }),
+      Stream.runForEach(handle)
+    )
   })
 
 /**
