@@ -62,3 +62,33 @@ describe("EventId", () => {
     expect(EventId.make("credit_account", bytes(0x01, 0x02))).toBe(id)
   })
 })
+
+describe("EventId input buffer", () => {
+  it("gives the package's id for bodies of any size, views and calls in any order", () => {
+    const body = (length: number, seed: number) => Uint8Array.from({ length }, (_, i) => (i * 131 + seed * 17) & 0xff)
+    // Around and far beyond the reused scratch buffer's 4096 bytes, large and small interleaved
+    // so that a short input following a long one would show any stale bytes.
+    const lengths = [0, 1, 160, 4070, 4080, 4081, 4096, 4097, 70_000, 3, 160, 5000, 0]
+    for (const [seed, length] of lengths.entries()) {
+      const b = body(length, seed)
+      expect(EventId.make("credit_account", b)).toBe(uuidv5(name("credit_account", b), EventId.namespace))
+    }
+    // A body that is a view into a larger buffer hashes only its own bytes.
+    const whole = body(400, 99)
+    const view = whole.subarray(100, 260)
+    expect(EventId.make("other", view)).toBe(EventId.make("other", Uint8Array.from(view)))
+    expect(EventId.make("other", view)).toBe(uuidv5(name("other", view), EventId.namespace))
+  })
+
+  it("sets the version and variant digits whatever the digest's", () => {
+    // 4 variant digits (8, 9, a, b) come from 16 digest nibbles: 64 bodies reach them all.
+    const variants = new Set<string>()
+    for (let n = 0; n < 64; n++) {
+      const b = Uint8Array.of(n, n >> 8)
+      const id = EventId.make("t", b)
+      expect(id).toBe(uuidv5(name("t", b), EventId.namespace))
+      variants.add(id[19]!)
+    }
+    expect([...variants].sort()).toEqual(["8", "9", "a", "b"])
+  })
+})
