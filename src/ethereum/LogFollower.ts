@@ -1,10 +1,11 @@
 /**
  * A confirmed, reorg-aware stream of logs. From a checkpoint it emits `Batch`es of logs for
  * confirmed ranges only (N confirmations, or the `safe`/`finalized` tag), so a reorg within the
- * confirmation depth never reaches the consumer. Before each batch it checks that the
- * checkpoint's hash is still canonical; if not, the reorg was deeper than the depth (a
- * `FinalityViolation`): it is logged, counted, and the stream emits a `Rewind` to the common
- * ancestor, then re-scans from there.
+ * confirmation depth never reaches the consumer. With each batch it checks that the
+ * checkpoint's hash is still canonical (after fetching the logs, on the node that served them);
+ * if not, the reorg was deeper than the depth (a `FinalityViolation`): the batch is dropped, the
+ * violation logged and counted, and the stream emits a `Rewind` to the common ancestor, then
+ * re-scans from there. At the chain's tip that check comes with the next confirmed block.
  *
  * A consumer handles each element in one transaction, so its state and checkpoint never diverge:
  *
@@ -235,7 +236,6 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
           onSome: Effect.succeed
         }))
       )
-    const requireBlock = (height: bigint) => rpc(served(height))
 
     /** The confirmed height now, and the head it was computed from. Never goes backwards. */
     const target = Effect.gen(function*() {
@@ -293,28 +293,43 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
       return new Rewind({ checkpoint: ancestor, violation })
     }).pipe(Effect.annotateLogs({ height: String(cp.height), expected, actual }))
 
-    /** One batch from `from`: adapts the range to refusals, checks the logs against the `to` hash. */
-    const fetchBatch = (from: bigint, confirmed: bigint) => Effect.gen(function*() {
+    /**
+     * The batch after `cp`: adapts the range to refusals and checks the logs against the `to`
+     * hash. Or `Moved` when `cp`'s block is no longer canonical (a finality violation).
+     */
+    const fetchBatch = (cp: Checkpoint, confirmed: bigint) => Effect.gen(function*() {
+      const from = cp.height + 1n
+      // The start has no hash to check (and block -1 does not exist).
+      const anchored = cp.hash !== undefined && cp.height >= 0n
       for (;;) {
         const state = yield* Ref.get(range)
         const to = LogRange.end(state, from, confirmed)
-        // Block `to`, its logs, block `to` again: one unit on ONE node (a node without block `to`
-        // must not answer its logs); a failed step moves the whole unit to the next URL.
+        // Block `to`, its logs, then block `to` again and the checkpoint's block, together: one
+        // unit on ONE node (a node without block `to` must not answer its logs), and a failed step
+        // moves the whole unit to the next URL. The checkpoint is checked after the logs, so the
+        // logs come from a chain that still held it (and two requests run at once: one round trip).
         const result = yield* rpc(
           client.sameNode(Effect.gen(function*() {
             const pre = yield* served(to)
             const logs = yield* client.getLogs({ ...options.filter, fromBlock: from, toBlock: to })
             const problem = inconsistency(logs, from, to, pre.hash)
             if (problem !== undefined) return yield* new InconsistentChain({ detail: problem })
-            const post = yield* served(to)
+            const [post, anchor] = yield* Effect.all(
+              [served(to), anchored ? Effect.asSome(served(cp.height)) : Effect.succeedNone],
+              { concurrency: 2 }
+            )
             if (post.hash !== pre.hash) {
               return yield* new InconsistentChain({ detail: `block ${to} changed from ${pre.hash} to ${post.hash}` })
+            }
+            if (Option.isSome(anchor) && anchor.value.hash !== cp.hash) {
+              return { _tag: "Moved" as const, actual: anchor.value.hash }
             }
             return { _tag: "Logs" as const, logs, toHash: pre.hash }
           })).pipe(
             Effect.catchTag("RangeTooLarge", (refusal) => Effect.succeed({ _tag: "Refused" as const, refusal }))
           )
         )
+        if (result._tag === "Moved") return result
         if (result._tag === "Refused") {
           const blocks = LogRange.span(from, to)
           const next = LogRange.refused(state, blocks, result.refusal.hint)
@@ -337,21 +352,18 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
     const step: Effect.Effect<FollowerEvent, FollowerError> = Effect.gen(function*() {
       for (;;) {
         const cp = yield* Ref.get(checkpoint)
-        if (cp.hash !== undefined && cp.height >= 0n) {
-          const now = yield* requireBlock(cp.height)
-          if (now.hash !== cp.hash) return yield* rewind(cp, cp.hash, now.hash)
-        }
         const t = yield* target
         if (t.confirmed <= cp.height) {
           yield* awaitHead(t.head)
           continue
         }
-        const batch = yield* fetchBatch(cp.height + 1n, t.confirmed)
-        yield* Ref.set(checkpoint, batch.checkpoint)
-        yield* Ref.update(known, (ks) => [...ks, batch.checkpoint].slice(-historySize))
+        const fetched = yield* fetchBatch(cp, t.confirmed)
+        if (fetched._tag === "Moved") return yield* rewind(cp, cp.hash!, fetched.actual)
+        yield* Ref.set(checkpoint, fetched.checkpoint)
+        yield* Ref.update(known, (ks) => [...ks, fetched.checkpoint].slice(-historySize))
         yield* Metric.increment(batchesEmitted)
-        yield* Metric.incrementBy(logsEmitted, batch.logs.length)
-        return batch
+        yield* Metric.incrementBy(logsEmitted, fetched.logs.length)
+        return fetched
       }
     })
 
