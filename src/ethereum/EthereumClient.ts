@@ -191,7 +191,7 @@ export class EthereumClient extends Context.Tag("kwil-listeners/EthereumClient")
    * and a failure of any step moves the whole unit to the next URL; when every URL failed, it
    * fails with the first range refusal (`RangeTooLarge`, so the caller shrinks the range) or else
    * the last URL's error. Inside a unit already pinned, and with a single URL, it is `unit`.
-   * The unit must not fork: the pin is fiber-local.
+   * The pin is a `FiberRef`: calls the unit forks and joins (`Effect.all` with concurrency) inherit it.
    */
   readonly sameNode: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }>() {

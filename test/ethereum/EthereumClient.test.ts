@@ -249,6 +249,15 @@ describe("EthereumClient (viem, scripted servers)", () => {
       b.requests.length = 0
       yield* client.sameNode(client.sameNode(unit))
       expect(b.requests.map((r) => r.method)).toEqual(["eth_getBlockByNumber", "eth_getLogs", "eth_getBlockByNumber"])
+      // Calls run at once inside the unit (forked fibers) inherit its pin.
+      a.requests.length = 0
+      b.requests.length = 0
+      yield* client.sameNode(Effect.zipRight(
+        client.getLogs({ fromBlock: 10n, toBlock: 20n }),
+        Effect.all([client.block(20n), client.block(19n)], { concurrency: 2 })
+      ))
+      expect(a.requests.map((r) => r.method)).toEqual(["eth_getLogs"])
+      expect(b.requests.map((r) => r.method).sort()).toEqual(["eth_getBlockByNumber", "eth_getBlockByNumber", "eth_getLogs"])
     }))
 
   it.scoped("sameNode: when every URL fails, a range refusal wins over a later URL's outage", () =>
