@@ -13,16 +13,17 @@ import type { EventStorage, EventStoreService } from "./EventStore.js"
 /** The storage primitives; every write joins the caller's open transaction, if any. */
 export interface EventBackend {
   /**
-   * Adds the event unless its id is stored or processed already; `true` when a row was added.
-   * `undefined` when the backend decides later (a batched write, see `SqlEventStore`): it then
-   * reports the outcome with `reportBatch`, so the counts and logs are the same either way.
+   * Adds the event unless its id is stored or processed already, and succeeds with `id` either
+   * way. The backend reports the outcome: `reportOne` for a row it wrote at once, `reportBatch`
+   * for rows it wrote later as one batch (see `SqlEventStore`), so the counts and logs are the
+   * same either way.
    */
   readonly insert: (
     id: EventId.EventId,
     type: string,
     body: Uint8Array,
     listener: string
-  ) => Effect.Effect<boolean | undefined, EventStoreError>
+  ) => Effect.Effect<EventId.EventId, EventStoreError>
   /** The value under `(listener, key)`. */
   readonly kvGet: (listener: string, key: string) => Effect.Effect<Option.Option<Uint8Array>, EventStoreError>
   /** Stores `value` under `(listener, key)`. */
@@ -54,6 +55,10 @@ const dropped = (id: EventId.EventId, type: string, listener: string) =>
     Effect.zipRight(Metric.increment(eventsDropped))
   )
 
+/** The outcome of one broadcast written at once: `stored` when it added a row. */
+export const reportOne = (stored: boolean, id: EventId.EventId, type: string, listener: string): Effect.Effect<void> =>
+  stored ? Metric.increment(eventsStored) : dropped(id, type, listener)
+
 /** The outcome of broadcasts written as one batch: `stored` rows added, `skipped` ones dropped. */
 export const reportBatch = (
   stored: number,
@@ -72,34 +77,27 @@ export const makeStorage = (
   registry: ResolutionRegistry["Type"]
 ): EventStorage["Type"] => ({
   forListener: (listener) => {
-    // Kept free of Effect.gen and extra queries: this is the hot path of a catch-up.
-    /** Stores bytes already known to be a valid body of the registered `type`. */
-    const store = (type: string, body: Uint8Array): Effect.Effect<EventId.EventId, EventStoreError> => {
-      const id = EventId.make(type, body)
-      return Effect.flatMap(
-        backend.insert(id, type, body, listener),
-        (stored) =>
-          stored === undefined
-            ? Effect.succeed(id)
-            : stored
-            ? Effect.as(Metric.increment(eventsStored), id)
-            : Effect.as(dropped(id, type, listener), id)
-      )
-    }
+    // Kept free of Effect.gen and of steps beyond the codec's and the backend's (which succeeds
+    // with the id): this is the hot path of a catch-up, thousands of broadcasts per transaction.
+    const unknown = (type: string) => Effect.fail(new UnknownEventType({ type, known: registry.types }))
 
     const service: EventStoreService = {
       broadcast: (type, payload) =>
         // Check the type first: an unknown type is the more useful error, and it costs no encoding.
         Option.isNone(registry.get(type.name))
-          ? Effect.fail(new UnknownEventType({ type: type.name, known: registry.types }))
-          : Effect.flatMap(type.encode(payload), (body) => store(type.name, body)),
+          ? unknown(type.name)
+          : Effect.flatMap(type.encode(payload), (body) => backend.insert(EventId.make(type.name, body), type.name, body, listener)),
       // Raw bytes are decoded by the registered type before anything is stored: a body the
       // resolution could never decode would only be proposed, voted on and fail in `resolve`.
-      broadcastRaw: (type, body) =>
-        Option.match(registry.get(type), {
-          onNone: () => Effect.fail(new UnknownEventType({ type, known: registry.types })),
-          onSome: (resolution) => Effect.zipRight(resolution.type.decode(body), store(type, body))
-        }),
+      broadcastRaw: (type, body) => {
+        const resolution = registry.get(type)
+        return Option.isNone(resolution)
+          ? unknown(type)
+          : Effect.flatMap(
+            resolution.value.type.decode(body),
+            () => backend.insert(EventId.make(type, body), type, body, listener)
+          )
+      },
       kv: {
         get: (key) => backend.kvGet(listener, key),
         set: (key, value) => backend.kvSet(listener, key, value),

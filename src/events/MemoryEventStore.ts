@@ -6,7 +6,7 @@
  * began. Values are copied in and out, so a caller mutating its arrays changes nothing stored.
  */
 import { Effect, Exit, FiberRef, Option } from "effect"
-import type { EventBackend } from "./EventBackend.js"
+import { type EventBackend, reportOne } from "./EventBackend.js"
 import type { EventStoreError } from "./errors.js"
 import type { EventId } from "./EventId.js"
 import type { LocalEvent } from "./EventLog.js"
@@ -100,12 +100,15 @@ export const make: Effect.Effect<EventBackend> = Effect.gen(function*() {
 
   const backend: EventBackend = {
     insert: (id, type, body, listener) =>
-      atomically((journal) => {
-        if (processed.has(id) || events.has(id)) return false
-        events.set(id, { seq: nextSeq++, id, type, body: copy(body), listener, voted: false })
-        journal?.push(() => events.delete(id))
-        return true
-      }),
+      Effect.flatMap(
+        atomically((journal) => {
+          if (processed.has(id) || events.has(id)) return false
+          events.set(id, { seq: nextSeq++, id, type, body: copy(body), listener, voted: false })
+          journal?.push(() => events.delete(id))
+          return true
+        }),
+        (stored) => Effect.as(reportOne(stored, id, type, listener), id)
+      ),
     kvGet: (listener, key) =>
       atomically(() => Option.map(Option.fromNullable(kv.get(listener)?.get(key)), copy)),
     kvSet: (listener, key, value) =>

@@ -9,7 +9,9 @@
  * written as multi-row INSERTs of up to `BATCH` rows, when it is full, before any `EventLog` call
  * or nested `transaction`, and before the transaction commits. A catch-up writes thousands of
  * events per transaction, and one statement per row cost more in the client (statement cache,
- * fibers) than in SQLite: batching about doubles the rate. What a caller can see of it:
+ * fibers) than in SQLite: batching about doubles the rate. Which rows a batch added is read from
+ * the statement's `changes` and `lastInsertRowid`, not with `RETURNING` (which cost SQLite and the
+ * driver more per row than the insert itself saved): see `flush`. What a caller can see of it:
  * - a broadcast returns its id at once; a failure to write it fails a later broadcast, the next
  *   `EventLog` call or the transaction itself, which then rolls back whole, as before: events and
  *   KV still commit or roll back together;
@@ -27,7 +29,7 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, FiberRef, Option } from "effect"
 import { withSavepoint } from "../voting/TxSql.js"
-import { type EventBackend, reportBatch } from "./EventBackend.js"
+import { type EventBackend, reportBatch, reportOne } from "./EventBackend.js"
 import { EventStoreError } from "./errors.js"
 import type { EventId } from "./EventId.js"
 import type { LocalEvent } from "./EventLog.js"
@@ -75,7 +77,7 @@ const toLocalEvent = (row: EventRow): LocalEvent => ({
 /** Rows per multi-row INSERT (4 parameters each); smaller batches go in power-of-two sizes, so few statements are ever prepared. */
 const BATCH = 128
 
-/** `INSERT` of `rows` events at once, returning the ids actually added, in one cached statement per size. */
+/** `INSERT` of `rows` events at once, skipping stored and processed ids, in one cached statement per size. */
 const insertMany = (() => {
   const made = new Map<number, string>()
   return (rows: number): string => {
@@ -83,25 +85,55 @@ const insertMany = (() => {
     if (text === undefined) {
       text = "INSERT INTO events (id, type, body, listener) SELECT column1, column2, column3, column4 FROM (VALUES " +
         Array.from({ length: rows }, () => "(?, ?, ?, ?)").join(", ") +
-        ") AS v WHERE NOT EXISTS (SELECT 1 FROM processed p WHERE p.id = v.column1) ON CONFLICT DO NOTHING RETURNING id"
+        ") AS v WHERE NOT EXISTS (SELECT 1 FROM processed p WHERE p.id = v.column1) ON CONFLICT DO NOTHING"
       made.set(rows, text)
     }
     return text
   }
 })()
 
-interface Queued {
-  readonly id: EventId
-  readonly type: string
-  readonly body: Uint8Array
-  readonly listener: string
-}
+/** The ids of the rows with `seq` in `(after, upTo]`: what one INSERT added (see `flush`). */
+const addedBetween = "SELECT id FROM events WHERE seq > ? AND seq <= ?"
+
+/** Bytes of body copies per arena (see `Queue.arena`); a longer body gets a copy of its own. */
+const ARENA = 64 * 1024
+const OWN_COPY = 4 * 1024
 
 /** The broadcasts queued by one `transaction` level, for the connection state `owner` it opened. */
 interface Queue {
   /** The `TransactionConnection` value the level runs under; another one means a foreign nested transaction. */
   readonly owner: unknown
-  rows: Array<Queued>
+  /** `id, type, body, listener` of each queued row, in order: a full batch is its INSERT's parameters as is. */
+  values: Array<unknown>
+  /**
+   * Where bodies are copied (the caller may reuse its array before the batch is written): one
+   * allocation for many bodies instead of one each. A full arena is replaced, never reused, so a
+   * queued copy is never overwritten; it lives as long as a row still refers to it.
+   */
+  arena: Uint8Array
+  used: number
+}
+
+/** `body` copied into `queue`'s arena. */
+const copyBody = (queue: Queue, body: Uint8Array): Uint8Array => {
+  const length = body.length
+  if (length > OWN_COPY) return body.slice()
+  if (queue.used + length > queue.arena.length) {
+    queue.arena = new Uint8Array(ARENA)
+    queue.used = 0
+  }
+  const copy = new Uint8Array(queue.arena.buffer, queue.used, length)
+  copy.set(body)
+  queue.used += length
+  return copy
+}
+
+const newQueue = (owner: unknown): Queue => ({ owner, values: [], arena: new Uint8Array(0), used: 0 })
+
+/** The outcome of one INSERT of a batch, as the driver reports a write. */
+interface RunResult {
+  readonly changes: number
+  readonly lastInsertRowid: number | bigint
 }
 
 /** Carries a failure of the caller's effect through `withTransaction`, apart from SQL failures. */
@@ -115,52 +147,68 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
   /** The queue of the innermost open `transaction` of this store, inherited by the fibers it forks. */
   const currentQueue = FiberRef.unsafeMake<Queue | undefined>(undefined)
 
-  /** Writes `queue`'s rows on `connection` and reports which were added. */
+  /**
+   * Writes `queue`'s rows on `connection` and reports which were added.
+   *
+   * `seq` is an INTEGER PRIMARY KEY, and each new row gets one above all present rows (see
+   * `0001_events`): the rows one INSERT adds are the `changes` seqs up to its `lastInsertRowid`.
+   * When a batch added every row (a catch-up's usual case) that is all there is to know; when it
+   * added fewer (some ids were stored or processed already, or queued twice), one query of that
+   * seq range says which. It runs right after its INSERT; a row that another fiber of the same
+   * transaction (the only ones that can use its connection) deleted in between would count as
+   * dropped, not stored. Nothing in this package deletes events concurrently with a broadcast.
+   */
   const flush = (queue: Queue, connection: Connection): Effect.Effect<void, EventStoreError> => {
     // Takes the rows now: call it when they are to be written (under `Effect.suspend` if need be).
-    if (queue.rows.length === 0) return Effect.void
-    const rows = queue.rows
-    queue.rows = []
-    const added = new Set<string>()
+    if (queue.values.length === 0) return Effect.void
+    const values = queue.values
+    queue.values = []
+    const rows = values.length / 4
+    let stored = 0
+    const skipped: Array<{ readonly id: EventId; readonly type: string; readonly listener: string }> = []
+    /** Rows `[start, start + size)`, of which those whose id is in `added` (all when it is `true`) were added. */
+    const tally = (start: number, size: number, added: true | Set<string>) => {
+      for (let row = start; row < start + size; row++) {
+        const id = values[row * 4] as EventId
+        // An id queued twice is added once: the first is stored, the repeat dropped.
+        if (added === true || added.delete(id)) stored++
+        else skipped.push({ id, type: values[row * 4 + 1] as string, listener: values[row * 4 + 3] as string })
+      }
+    }
     const chunks: Array<readonly [start: number, size: number]> = []
     let start = 0
-    for (let size = BATCH; start < rows.length; size >>= 1) {
-      while (rows.length - start >= size) {
+    for (let size = BATCH; start < rows; size >>= 1) {
+      while (rows - start >= size) {
         chunks.push([start, size])
         start += size
       }
     }
-    return Effect.forEach(chunks, ([start, size]) => {
-      const params: Array<unknown> = new Array(size * 4)
-      for (let i = 0; i < size; i++) {
-        const row = rows[start + i]!
-        params[i * 4] = row.id
-        params[i * 4 + 1] = row.type
-        params[i * 4 + 2] = row.body
-        params[i * 4 + 3] = row.listener
-      }
-      return Effect.map(connection.execute(insertMany(size), params, undefined), (returned) => {
-        for (const row of returned as ReadonlyArray<{ readonly id: string }>) added.add(row.id)
-      })
-    }, { discard: true }).pipe(
-      Effect.mapError((cause) => new EventStoreError({ operation: "broadcast", cause })),
-      Effect.zipRight(Effect.suspend(() => {
-        let stored = 0
-        const skipped: Array<Queued> = []
-        // An id queued twice is added once: the first is stored, the repeat dropped.
-        for (const row of rows) {
-          if (added.delete(row.id)) stored++
-          else skipped.push(row)
+    const writeChunk = ([start, size]: readonly [number, number]) =>
+      Effect.flatMap(
+        connection.executeRaw(
+          insertMany(size),
+          size === rows ? values : values.slice(start * 4, (start + size) * 4)
+        ) as Effect.Effect<RunResult, SqlError>,
+        ({ changes, lastInsertRowid }) => {
+          if (changes === size) return Effect.sync(() => tally(start, size, true))
+          if (changes === 0) return Effect.sync(() => tally(start, size, new Set()))
+          const last = Number(lastInsertRowid)
+          return Effect.map(
+            connection.execute(addedBetween, [last - changes, last], undefined),
+            (added) => tally(start, size, new Set((added as ReadonlyArray<{ readonly id: string }>).map((row) => row.id)))
+          )
         }
-        return reportBatch(stored, skipped)
-      }))
+      )
+    return Effect.forEach(chunks, writeChunk, { discard: true }).pipe(
+      Effect.mapError((cause) => new EventStoreError({ operation: "broadcast", cause })),
+      Effect.zipRight(Effect.suspend(() => reportBatch(stored, skipped)))
     )
   }
 
   /** Writes the queue of the current `transaction` level, when this fiber is at that level. */
   const flushQueued: Effect.Effect<void, EventStoreError> = Effect.withFiberRuntime((fiber) => {
     const queue = fiber.getFiberRef(currentQueue)
-    if (queue === undefined || queue.rows.length === 0) return Effect.void
+    if (queue === undefined || queue.values.length === 0) return Effect.void
     const open = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
     return Option.isSome(open) && open.value === queue.owner ? flush(queue, open.value[0]) : Effect.void
   })
@@ -199,7 +247,7 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
     Effect.withFiberRuntime((fiber) => {
       const open = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
       if (Option.isNone(open)) return effect // not reached: always run inside a transaction
-      const queue: Queue = { owner: open.value, rows: [] }
+      const queue = newQueue(open.value)
       const connection = open.value[0]
       return Effect.locally(Effect.zipLeft(effect, Effect.suspend(() => flush(queue, connection))), currentQueue, queue)
     })
@@ -223,13 +271,15 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
 
   /** Direct insert of one event. */
   const insertOne = (id: EventId, type: string, body: Uint8Array, listener: string) =>
-    Effect.map(write("broadcast", statements.insert, [id, type, body, listener, id]), (changes) => changes > 0)
+    Effect.flatMap(
+      write("broadcast", statements.insert, [id, type, body, listener, id]),
+      (changes) => Effect.as(reportOne(changes > 0, id, type, listener), id)
+    )
 
   /** Runs `f` over `ids` as one JSON parameter; nothing at all for no ids. */
   const forIds = <A>(ids: ReadonlyArray<EventId>, none: A, f: (json: string) => Effect.Effect<A, EventStoreError>) =>
     ids.length === 0 ? Effect.succeed(none) : f(JSON.stringify(ids))
 
-  const deferred = Effect.succeed(undefined)
   /** An `EventLog` operation: it sees every broadcast made before it. */
   const logged = <A>(effect: Effect.Effect<A, EventStoreError>) => Effect.zipRight(flushQueued, effect)
 
@@ -240,9 +290,8 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
         if (queue === undefined) return insertOne(id, type, body, listener)
         const open = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
         if (Option.isNone(open) || open.value !== queue.owner) return insertOne(id, type, body, listener)
-        // Copied: the caller may reuse its array before the batch is written.
-        queue.rows.push({ id, type, body: body.slice(), listener })
-        return queue.rows.length >= BATCH ? Effect.as(flush(queue, open.value[0]), undefined) : deferred
+        queue.values.push(id, type, copyBody(queue, body), listener)
+        return queue.values.length >= BATCH * 4 ? Effect.as(flush(queue, open.value[0]), id) : Effect.succeed(id)
       }),
     kvGet: (listener, key) =>
       Effect.map(
