@@ -36,7 +36,7 @@
  * manager's status; a node that wants a bad config to stop the listener for good uses
  * `makeEthDeposits({ onFailure: "stop" })`, and the CLI validates the section before starting.
  */
-import { type Duration, Effect, Layer, Metric, Option, Stream } from "effect"
+import { type Duration, Effect, Layer, Metric, Option, Scheduler, Stream } from "effect"
 import { type Address, type Hex, toEventSelector } from "viem"
 import { EventStore } from "../events/EventStore.js"
 import { EthereumClient, type EthLog } from "../ethereum/EthereumClient.js"
@@ -173,8 +173,24 @@ export const run = (options: Options = {}) =>
         ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
         ...(options.pollInterval === undefined ? {} : { pollingInterval: options.pollInterval })
       })
-    yield* follow(config, store, options).pipe(Effect.provide(meteredClient.pipe(Layer.provide(clientLayer))))
+    yield* follow(config, store, options).pipe(
+      Effect.provide(meteredClient.pipe(Layer.provide(clientLayer))),
+      Effect.withScheduler(cooperative),
+      Effect.withMaxOpsBeforeYield(256)
+    )
   }).pipe(Effect.annotateLogs("listener", name))
+
+/**
+ * The scheduler of the follow loop (and of the fibers it forks): a fiber yields every 256
+ * operations (Effect's default is 2,048) and resumes through `setImmediate`, not a microtask.
+ * Storing a batch of thousands of events is CPU work with no I/O in it; on the default scheduler
+ * it holds the event loop until it ends, so the prefetched range's answers (and the host node's
+ * own I/O) wait for it. With this the fetching and the storing overlap: about a fifth faster on
+ * the catch-up benchmark (medians of 6 side-by-side rounds, 694 -> 572 ms).
+ */
+const cooperative = Scheduler.makeBatched((run) => {
+  setImmediate(run)
+})
 
 /** The client, its heads feeding the head and lag gauges. */
 const meteredClient = Layer.effect(

@@ -95,6 +95,20 @@ describe("checkpoint codec", () => {
   })
 })
 
+/**
+ * Lets the listener run until `done` holds (at most 1,000 event-loop turns). Its follow loop
+ * resumes through `setImmediate` (see `cooperative` in ethDeposits.ts), so after a `TestClock`
+ * step it needs event-loop turns, not only microtasks, to get through a batch.
+ */
+const settle = <A, E, R>(read: Effect.Effect<A, E, R>, done: (a: A) => boolean): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    for (let turn = 0; ; turn++) {
+      const a = yield* read
+      if (done(a) || turn >= 1_000) return a
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+    }
+  })
+
 /** The memory store, a listener context with `config`, and the fake chain's client. */
 const setup = (config: Record<string, string> | undefined) => {
   const storage = EventStore.layerMemory.pipe(Layer.provide(ResolutionRegistry.layer(creditAccount)))
@@ -153,18 +167,21 @@ describe("the listener, without a chain", () => {
       const fiber = yield* Effect.fork(Effect.scoped(listener.run))
       yield* TestClock.adjust("1 second")
       // Head 9, 2 confirmations: blocks 1..7 (starting_height 0: block 0 too).
+      const store = yield* EventStore
+      const checkpointAt = (height: bigint) =>
+        settle(Checkpoints.readCheckpoint(store.kv), Option.exists((c) => c.height === height))
+      yield* checkpointAt(7n)
       const events = yield* (yield* EventLog).list()
       const payloads = yield* Effect.forEach(events, (e) => CreditAccount.decode(e.body))
       expect(payloads.map((p) => [p.amount, p.logIndex])).toEqual([[1n, 0], [3n, 0], [5n, 0], [7n, 0]])
       expect(payloads.every((p) => p.chainId === 31337n && p.account === ACCOUNT)).toBe(true)
       expect((yield* Metric.value(EthDeposits.malformedLogs)).count - malformedBefore).toBe(4)
-      const store = yield* EventStore
       const cp = yield* Checkpoints.readCheckpoint(store.kv)
       expect(Option.map(cp, (c) => c.height)).toEqual(Option.some(7n))
 
       chain.mine(2) // head 11: blocks 8, 9 confirmed
       yield* TestClock.adjust("1 second")
-      expect(Option.map(yield* Checkpoints.readCheckpoint(store.kv), (c) => c.height)).toEqual(Option.some(9n))
+      expect(Option.map(yield* checkpointAt(9n), (c) => c.height)).toEqual(Option.some(9n))
       expect(yield* (yield* EventLog).list()).toHaveLength(5)
       const history = yield* Checkpoints.readHistory(store.kv)
       expect(history.map((c) => c.height)).toEqual([7n, 9n])
@@ -179,6 +196,7 @@ describe("the listener, without a chain", () => {
       const listener = EthDeposits.makeEthDeposits({ client: () => chain.layer })
       const fiber = yield* Effect.fork(Effect.scoped(listener.run))
       yield* TestClock.adjust("1 second")
+      yield* settle(Effect.sync(() => chain.requests.length), (n) => n > 0)
       // starting_height 12 is above the checkpoint: the scan starts at 12.
       expect(chain.requests[0]?.[0]).toBe(12n)
       yield* Fiber.interrupt(fiber)
