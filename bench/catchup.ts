@@ -17,7 +17,7 @@
  * Each round runs the three side by side, in a rotating order; figures are medians.
  */
 import Database from "better-sqlite3"
-import { Effect, Exit, Layer, Logger, LogLevel, Metric, Scope } from "effect"
+import { Effect, Exit, Fiber, Layer, Logger, LogLevel, Option, Scope } from "effect"
 import { type Hex, numberToHex } from "viem"
 import { EventStore } from "../src/events/EventStore.js"
 import { EthereumClient } from "../src/ethereum/EthereumClient.js"
@@ -50,8 +50,6 @@ export const storedEvents = (file: string): number => {
   }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
 export interface Target {
   readonly url: string
   readonly escrow: Hex
@@ -69,14 +67,16 @@ export const targetOf = (built: CatchupChain.BuiltChain): Target => ({
 })
 
 /**
- * Ours: the listener over a fresh database `file` until its checkpoint reaches `target.confirmed`.
- * Returns the wall time (ms) and the `eth_getLogs` ranges it asked for. `onBatch` runs (outside
- * the timing's concern) whenever the checkpoint gauge moves, for the memory run.
+ * Ours: the listener over a fresh database `file` until its stored checkpoint reaches
+ * `target.confirmed`. Returns the wall time (ms) and the `eth_getLogs` ranges it asked for.
+ * The end is seen by the store itself: after each committed transaction, the checkpoint it
+ * stored is read back (no polling loop competing with the listener for the CPU). `onProgress`
+ * runs there too, with the checkpoint, for the memory run.
  */
 export const ours = async (
   file: string,
   target: Target,
-  onProgress?: (checkpoint: number) => void
+  onProgress?: (checkpoint: bigint) => void
 ): Promise<{ ms: number; ranges: Array<readonly [bigint, bigint]> }> => {
   const ranges: Array<readonly [bigint, bigint]> = []
   const recording = () =>
@@ -97,12 +97,32 @@ export const ours = async (
     starting_height: String(target.startingHeight),
     required_confirmations: String(confirmations)
   }
-  Effect.runSync(Metric.set(EthDeposits.checkpointGauge, -1))
+  let reached: () => void = () => {}
+  const done = new Promise<void>((resolve) => {
+    reached = resolve
+  })
+  /** The listener's store, reporting each committed checkpoint. */
+  const watched = Layer.effect(
+    EventStore,
+    Effect.map(EventStore, (store) =>
+      EventStore.of({
+        ...store,
+        transaction: (effect) =>
+          Effect.tap(store.transaction(effect), () =>
+            Checkpoints.readCheckpoint(store.kv).pipe(
+              Effect.map(Option.map((cp) => {
+                onProgress?.(cp.height)
+                if (cp.height >= target.confirmed) reached()
+              })),
+              Effect.orDie
+            ))
+      }))
+  )
   const scope = Effect.runSync(Scope.make())
   try {
     const context = await Effect.runPromise(Layer.buildWithScope(
       Layer.mergeAll(
-        EventStore.layerFor(EthDeposits.name),
+        watched.pipe(Layer.provide(EventStore.layerFor(EthDeposits.name))),
         Layer.succeed(ListenerContext, { name: EthDeposits.name, identity: "node-0", config, configured: true })
       ).pipe(Layer.provide(database(file))),
       scope
@@ -112,17 +132,13 @@ export const ours = async (
     const fiber = Effect.runFork(
       listener.run.pipe(Effect.scoped, Effect.provide(context), Logger.withMinimumLogLevel(LogLevel.Warning))
     )
-    let last = -1
-    for (;;) {
-      const cp = Effect.runSync(Metric.value(EthDeposits.checkpointGauge)).value
-      if (cp >= Number(target.confirmed)) break
-      if (fiber.unsafePoll() !== null) throw new Error(`the listener ended: ${String(fiber.unsafePoll())}`)
-      if (cp !== last && onProgress !== undefined) onProgress(cp)
-      last = cp
-      await sleep(2)
-    }
+    const ended = Effect.runPromise(Fiber.await(fiber)).then((exit) => {
+      throw new Error(`the listener ended: ${String(exit)}`)
+    })
+    await Promise.race([done, ended])
     const ms = Number(process.hrtime.bigint() - start) / 1e6
-    await Effect.runPromise(fiber.interruptAsFork(fiber.id()))
+    await Effect.runPromise(Fiber.interrupt(fiber))
+    ended.catch(() => {})
     return { ms, ranges }
   } finally {
     await Effect.runPromise(Scope.close(scope, Exit.void))
