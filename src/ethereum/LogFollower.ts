@@ -19,8 +19,9 @@
  * )
  * ```
  *
- * The stream is pull-based: a batch is fetched when the consumer asks for it, and a consumer that
- * stops (or crashes) before saving simply resumes from its last saved checkpoint.
+ * The stream is pull-based: a batch is fetched when the consumer asks for it (a consumer that wants
+ * the next range fetched while it stores one adds `Stream.buffer`, as eth_deposits does), and a
+ * consumer that stops (or crashes) before saving simply resumes from its last saved checkpoint.
  */
 import { Data, Deferred, Duration, Effect, Metric, Option, Ref, Schedule, Stream, SubscriptionRef } from "effect"
 import type { Hash } from "viem"
