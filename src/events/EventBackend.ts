@@ -24,6 +24,13 @@ export interface EventBackend {
     body: Uint8Array,
     listener: string
   ) => Effect.Effect<EventId.EventId, EventStoreError>
+  /** `insert` of each of `ids` (with its body, in order), as one step; succeeds with `ids`. */
+  readonly insertAll: (
+    ids: ReadonlyArray<EventId.EventId>,
+    type: string,
+    bodies: ReadonlyArray<Uint8Array>,
+    listener: string
+  ) => Effect.Effect<ReadonlyArray<EventId.EventId>, EventStoreError>
   /** The value under `(listener, key)`. */
   readonly kvGet: (listener: string, key: string) => Effect.Effect<Option.Option<Uint8Array>, EventStoreError>
   /** Stores `value` under `(listener, key)`. */
@@ -80,6 +87,8 @@ export const makeStorage = (
     // Kept free of Effect.gen and of steps beyond the codec's and the backend's (which succeeds
     // with the id): this is the hot path of a catch-up, thousands of broadcasts per transaction.
     const unknown = (type: string) => Effect.fail(new UnknownEventType({ type, known: registry.types }))
+    const insertAll = (type: string, bodies: ReadonlyArray<Uint8Array>) =>
+      backend.insertAll(bodies.map((body) => EventId.make(type, body)), type, bodies, listener)
 
     const service: EventStoreService = {
       broadcast: (type, payload) =>
@@ -97,6 +106,16 @@ export const makeStorage = (
             resolution.value.type.decode(body),
             () => backend.insert(EventId.make(type, body), type, body, listener)
           )
+      },
+      broadcastAll: (type, payloads) =>
+        Option.isNone(registry.get(type.name))
+          ? unknown(type.name)
+          : Effect.flatMap(type.encodeAll(payloads), (bodies) => insertAll(type.name, bodies)),
+      broadcastRawAll: (type, bodies) => {
+        const resolution = registry.get(type)
+        return Option.isNone(resolution)
+          ? unknown(type)
+          : Effect.flatMap(resolution.value.type.decodeAll(bodies), () => insertAll(type, bodies))
       },
       kv: {
         get: (key) => backend.kvGet(listener, key),

@@ -35,6 +35,22 @@ export interface EventStoreService {
     type: string,
     body: Uint8Array
   ) => Effect.Effect<EventId, UnknownEventType | PayloadCodecError | EventStoreError>
+  /**
+   * `broadcast` of many payloads of one type, as one step: every payload is encoded first (the
+   * first that cannot be fails with `PayloadCodecError` naming its index, and nothing is stored),
+   * then each is stored as `broadcast` would, in order, with the same ids, counts and logs. For a
+   * listener handing over a batch (a range of logs) inside `transaction`: the per-event work is
+   * plain code rather than Effect steps. Returns the ids in order.
+   */
+  readonly broadcastAll: <A, I>(
+    type: EventType<A, I>,
+    payloads: ReadonlyArray<A>
+  ) => Effect.Effect<ReadonlyArray<EventId>, UnknownEventType | PayloadCodecError | EventStoreError>
+  /** `broadcastAll` for bodies already encoded: every body is decoded first, as `broadcastRaw` does. */
+  readonly broadcastRawAll: (
+    type: string,
+    bodies: ReadonlyArray<Uint8Array>
+  ) => Effect.Effect<ReadonlyArray<EventId>, UnknownEventType | PayloadCodecError | EventStoreError>
   /** A key-value store local to this node and this listener: never sent anywhere, never shared. */
   readonly kv: {
     /** The value under `key`, `Option.none()` when there is none. */

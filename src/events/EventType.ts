@@ -10,9 +10,12 @@ export class PayloadCodecError extends Data.TaggedError("PayloadCodecError")<{
   readonly type: string
   readonly direction: "encode" | "decode"
   readonly cause: unknown
+  /** Which item failed, for a call over many (`encodeAll`, `decodeAll`). */
+  readonly index?: number
 }> {
   override get message() {
-    return `cannot ${this.direction} a "${this.type}" payload: ${describe(this.cause)}; ` +
+    const which = this.index === undefined ? "" : ` (item ${this.index})`
+    return `cannot ${this.direction} a "${this.type}" payload${which}: ${describe(this.cause)}; ` +
       `check that the payload matches the event type's schema`
   }
 }
@@ -26,6 +29,10 @@ export interface EventType<A, I = Uint8Array> {
   readonly encode: (payload: A) => Effect.Effect<Uint8Array, PayloadCodecError>
   /** Decodes body bytes to a payload. */
   readonly decode: (body: Uint8Array) => Effect.Effect<A, PayloadCodecError>
+  /** `encode` of many payloads as one step; fails on the first that cannot be, naming its index. */
+  readonly encodeAll: (payloads: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<Uint8Array>, PayloadCodecError>
+  /** `decode` of many bodies as one step; fails on the first that cannot be, naming its index. */
+  readonly decodeAll: (bodies: ReadonlyArray<Uint8Array>) => Effect.Effect<ReadonlyArray<A>, PayloadCodecError>
 }
 
 /** Any event type, whatever its payload. */
@@ -36,29 +43,50 @@ export type AnyEventType = EventType<any, any>
  * compose with `EventType.json`.
  */
 export const make = <A>(name: string, schema: Schema.Schema<A, Uint8Array>): EventType<A, Uint8Array> => {
-  const encode = parser(Schema.encodeEither(schema), Schema.encode(schema), (cause) =>
-    new PayloadCodecError({ type: name, direction: "encode", cause }))
-  const decode = parser(Schema.decodeEither(schema), Schema.decode(schema), (cause) =>
-    new PayloadCodecError({ type: name, direction: "decode", cause }))
-  return { name, schema, encode, decode }
+  const encoder = parser(Schema.encodeEither(schema), Schema.encode(schema), (cause, index) =>
+    new PayloadCodecError({ type: name, direction: "encode", cause, ...(index === undefined ? {} : { index }) }))
+  const decoder = parser(Schema.decodeEither(schema), Schema.decode(schema), (cause, index) =>
+    new PayloadCodecError({ type: name, direction: "decode", cause, ...(index === undefined ? {} : { index }) }))
+  return { name, schema, encode: encoder.one, decode: decoder.one, encodeAll: encoder.all, decodeAll: decoder.all }
 }
 
 /**
  * Synchronous parsing (an `Either`, no fiber work) on the hot path; a schema with asynchronous
- * transformations cannot run that way and falls back to the effectful parser.
+ * transformations cannot run that way and falls back to the effectful parser. `all` parses a
+ * whole array in one loop: a batch costs one step, not one per item.
  */
 const parser = <I, O>(
   sync: (input: I) => Either.Either<O, ParseResult.ParseError>,
   effectful: (input: I) => Effect.Effect<O, ParseResult.ParseError>,
-  error: (cause: ParseResult.ParseError) => PayloadCodecError
-) =>
-(input: I): Effect.Effect<O, PayloadCodecError> => {
-  const result = sync(input)
-  return Either.isRight(result)
-    ? Effect.succeed(result.right)
-    : result.left.issue._tag === "Forbidden"
-    ? Effect.mapError(effectful(input), error)
-    : Effect.fail(error(result.left))
+  error: (cause: ParseResult.ParseError, index?: number) => PayloadCodecError
+) => {
+  const one = (input: I, index?: number): Effect.Effect<O, PayloadCodecError> => {
+    const result = sync(input)
+    return Either.isRight(result)
+      ? Effect.succeed(result.right)
+      : result.left.issue._tag === "Forbidden"
+      ? Effect.mapError(effectful(input), (cause) => error(cause, index))
+      : Effect.fail(error(result.left, index))
+  }
+  const all = (inputs: ReadonlyArray<I>): Effect.Effect<ReadonlyArray<O>, PayloadCodecError> =>
+    Effect.suspend(() => {
+      const outputs: Array<O> = []
+      for (let i = 0; i < inputs.length; i++) {
+        const result = sync(inputs[i]!)
+        if (Either.isRight(result)) {
+          outputs.push(result.right)
+          continue
+        }
+        if (result.left.issue._tag !== "Forbidden") return Effect.fail(error(result.left, i))
+        // An asynchronous schema: the rest one by one, through the effectful parser.
+        return Effect.map(
+          Effect.forEach(inputs.slice(i), (input, j) => one(input, i + j)),
+          (rest) => outputs.concat(rest)
+        )
+      }
+      return Effect.succeed(outputs)
+    })
+  return { one: (input: I) => one(input), all }
 }
 
 /** A `Uint8Array <-> A` schema through UTF-8 JSON, for payloads that need no special encoding. */

@@ -109,6 +109,8 @@ export const make: Effect.Effect<EventBackend> = Effect.gen(function*() {
         }),
         (stored) => Effect.as(reportOne(stored, id, type, listener), id)
       ),
+    insertAll: (ids, type, bodies, listener) =>
+      Effect.as(Effect.forEach(ids, (id, i) => backend.insert(id, type, bodies[i]!, listener), { discard: true }), ids),
     kvGet: (listener, key) =>
       atomically(() => Option.map(Option.fromNullable(kv.get(listener)?.get(key)), copy)),
     kvSet: (listener, key, value) =>

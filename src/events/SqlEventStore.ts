@@ -293,6 +293,19 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
         queue.values.push(id, type, copyBody(queue, body), listener)
         return queue.values.length >= BATCH * 4 ? Effect.as(flush(queue, open.value[0]), id) : Effect.succeed(id)
       }),
+    insertAll: (ids, type, bodies, listener) =>
+      Effect.withFiberRuntime((fiber) => {
+        const queue = fiber.getFiberRef(currentQueue)
+        const open = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
+        if (queue === undefined || Option.isNone(open) || open.value !== queue.owner) {
+          return Effect.as(
+            Effect.forEach(ids, (id, i) => insertOne(id, type, bodies[i]!, listener), { discard: true }),
+            ids
+          )
+        }
+        for (let i = 0; i < ids.length; i++) queue.values.push(ids[i], type, copyBody(queue, bodies[i]!), listener)
+        return queue.values.length >= BATCH * 4 ? Effect.as(flush(queue, open.value[0]), ids) : Effect.succeed(ids)
+      }),
     kvGet: (listener, key) =>
       Effect.map(
         query<{ readonly value: Uint8Array }>("kv.get", statements.kvGet, [listener, key]),

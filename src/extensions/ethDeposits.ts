@@ -242,8 +242,8 @@ const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: O
     /**
      * A batch's logs checked up front, synchronously: the `credit_account` bodies to broadcast
      * (in log order) and the effect that counts and logs the malformed ones (nothing when there are
-     * none, the usual case). Keeps per-event Effect work to the broadcast itself, which decodes each
-     * body with `CreditAccount` before storing it.
+     * none, the usual case). The bodies then go to the store in one `broadcastRawAll`, which decodes
+     * them all with `CreditAccount` before storing any: no Effect step per event.
      */
     const chainWord = chainIdWord(chainId)
     const decodeBatch = (logs: ReadonlyArray<EthLog>) => {
@@ -265,7 +265,7 @@ const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: O
           yield* store.transaction(
             skipped.pipe(
               Effect.zipRight(
-                Effect.forEach(bodies, (body) => store.broadcastRaw(CreditAccount.name, body), { discard: true })
+                store.broadcastRawAll(CreditAccount.name, bodies)
               ),
               Effect.zipRight(Checkpoints.writeCheckpoint(store.kv, event.checkpoint))
             )

@@ -58,34 +58,51 @@ const observed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 
 for (const [label, fresh] of layers) {
   describe(label, () => {
-    it.effect("a transaction mixing new, stored, processed and repeated ids counts and logs each exactly", () =>
-      Effect.gen(function*() {
-        const store = (yield* EventStorage).forListener("eth")
-        const log = yield* EventLog
-        // Stored before: 5, 140, 299. Processed: 6, 141 (141 was never stored here).
-        for (const n of [5, 140, 299]) yield* store.broadcastRaw("other", body(n))
-        yield* log.markProcessed([idOf(6), idOf(141)])
-        // 0..299 with 10 and 200 repeated right after themselves, and 150 again at the very
-        // end: 303 broadcasts, so full batches and smaller ones, each with and without drops.
-        const order: Array<number> = []
-        for (let n = 0; n < 300; n++) {
-          order.push(n)
-          if (n === 10 || n === 200) order.push(n)
-        }
-        order.push(150)
-        const before = yield* log.list()
-        const result = yield* observed(
-          store.transaction(Effect.forEach(order, (n) => store.broadcastRaw("other", body(n)), { discard: true }))
-        )
-        const droppedIds = [5, 6, 10, 140, 141, 200, 299, 150].map(idOf)
-        expect(result.stored).toBe(300 - 5) // every n once, but 5, 140, 299 (stored) and 6, 141 (processed)
-        expect(result.dropped).toBe(8)
-        expect([...result.drops].sort()).toEqual([...droppedIds].sort())
-        const added = (yield* log.list()).slice(before.length).map((e) => e.id)
-        expect(added).toEqual(
-          Array.from({ length: 300 }, (_, n) => n).filter((n) => ![5, 6, 140, 141, 299].includes(n)).map(idOf)
-        )
-      }).pipe(Effect.provide(fresh())))
+    /** Broadcasts of `order`, one call each, or through `broadcastRawAll` in slices of varied sizes. */
+    const ways: ReadonlyArray<readonly [string, (store: EventStore["Type"], order: ReadonlyArray<number>) => Effect.Effect<void, unknown>]> = [
+      ["one broadcastRaw each", (store, order) =>
+        Effect.forEach(order, (n) => store.broadcastRaw("other", body(n)), { discard: true })],
+      ["broadcastRawAll in slices of 1 to 200", (store, order) =>
+        Effect.gen(function*() {
+          // Slices around and past the 128-row batch, so queued rows are written mid-call and at commit.
+          const sizes = [1, 127, 2, 200, 130]
+          let at = 0
+          for (let i = 0; at < order.length; i++) {
+            const slice = order.slice(at, at + sizes[i % sizes.length]!)
+            const ids = yield* store.broadcastRawAll("other", slice.map(body))
+            expect(ids).toEqual(slice.map(idOf))
+            at += slice.length
+          }
+        })]
+    ]
+    for (const [way, broadcastAll] of ways) {
+      it.effect(`a transaction mixing new, stored, processed and repeated ids counts and logs each exactly (${way})`, () =>
+        Effect.gen(function*() {
+          const store = (yield* EventStorage).forListener("eth")
+          const log = yield* EventLog
+          // Stored before: 5, 140, 299. Processed: 6, 141 (141 was never stored here).
+          for (const n of [5, 140, 299]) yield* store.broadcastRaw("other", body(n))
+          yield* log.markProcessed([idOf(6), idOf(141)])
+          // 0..299 with 10 and 200 repeated right after themselves, and 150 again at the very
+          // end: 303 broadcasts, so full batches and smaller ones, each with and without drops.
+          const order: Array<number> = []
+          for (let n = 0; n < 300; n++) {
+            order.push(n)
+            if (n === 10 || n === 200) order.push(n)
+          }
+          order.push(150)
+          const before = yield* log.list()
+          const result = yield* observed(store.transaction(broadcastAll(store, order)))
+          const droppedIds = [5, 6, 10, 140, 141, 200, 299, 150].map(idOf)
+          expect(result.stored).toBe(300 - 5) // every n once, but 5, 140, 299 (stored) and 6, 141 (processed)
+          expect(result.dropped).toBe(8)
+          expect([...result.drops].sort()).toEqual([...droppedIds].sort())
+          const added = (yield* log.list()).slice(before.length).map((e) => e.id)
+          expect(added).toEqual(
+            Array.from({ length: 300 }, (_, n) => n).filter((n) => ![5, 6, 140, 141, 299].includes(n)).map(idOf)
+          )
+        }).pipe(Effect.provide(fresh())))
+    }
 
     it.effect("a batch that adds nothing, and one that adds everything", () =>
       Effect.gen(function*() {

@@ -111,6 +111,38 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         expect(yield* ids()).toEqual([])
       }))
 
+    test("broadcastAll and broadcastRawAll store many in order, as one call each would", () =>
+      Effect.gen(function*() {
+        const store = yield* storeOf()
+        const payloads = [{ account: "a", amount: 1n }, { account: "b", amount: 2n }, { account: "a", amount: 1n }]
+        // Outside a transaction, and inside one.
+        const typed = yield* store.broadcastAll(Credit, payloads)
+        const raw = yield* store.transaction(store.broadcastRawAll("other", [bytes(1), bytes(2)]))
+        const each = yield* Effect.forEach(payloads, (p) => Credit.encode(p))
+        expect(typed).toEqual(each.map((body) => EventId.make("credit_account", body)))
+        expect(raw).toEqual([EventId.make("other", bytes(1)), EventId.make("other", bytes(2))])
+        // The repeated payload is one event.
+        expect(yield* ids()).toEqual([typed[0], typed[1], ...raw])
+        expect(yield* store.broadcastRawAll("other", [])).toEqual([])
+        expect(yield* ids()).toHaveLength(4)
+      }))
+
+    test("one bad item among many is a PayloadCodecError naming it, and nothing of the call is stored", () =>
+      Effect.gen(function*() {
+        const store = yield* storeOf()
+        const good = text(JSON.stringify({ account: "a", amount: "1" }))
+        const raw = yield* Effect.flip(store.broadcastRawAll("credit_account", [good, good, text("not json")]))
+        expect(raw).toMatchObject({ _tag: "PayloadCodecError", type: "credit_account", direction: "decode", index: 2 })
+        expect(raw.message).toContain("(item 2)")
+        const typed = yield* Effect.flip(
+          store.transaction(store.broadcastAll(Credit, [{ account: "a", amount: 1n }, { account: "", amount: 1n }]))
+        )
+        expect(typed).toMatchObject({ _tag: "PayloadCodecError", direction: "encode", index: 1 })
+        const unknown = yield* Effect.flip(store.broadcastRawAll("not_registered", [bytes(1)]))
+        expect(unknown._tag).toBe("UnknownEventType")
+        expect(yield* ids()).toEqual([])
+      }))
+
     test("processed ids are dropped silently", () =>
       Effect.gen(function*() {
         const store = yield* storeOf()
