@@ -29,7 +29,7 @@ import {
   Option,
   Runtime,
   Schedule,
-  type Scope,
+  Scope,
   Stream
 } from "effect"
 import { EventStorage, EventStore } from "../events/EventStore.js"
@@ -145,18 +145,20 @@ type Given = ListenerContext | EventStore
  *
  * Everything a listener sees (the context it captured at registration, its `ListenerContext` and
  * `EventStore`, its config section as its `ConfigProvider`, the log annotation `listener=<name>`)
- * is baked into `runtime`, which its fiber is forked from: what the registry's `run` wrapper,
- * `Effect.provide`, `Effect.withConfigProvider` and `Effect.annotateLogs` around each run would
- * give it, without their cost (the first merges two contexts at every run; each of the others
- * sets a `FiberRef`, copying the fiber's refs, at every start and resets it at every stop).
- * Together with `FiberMap.run`, which rebuilds a runtime from its parent at every call, those
- * wrappers were most of a flip's time.
+ * is baked into `context` and `fiberRefs`, which its fiber is forked with: what the registry's
+ * `run` wrapper, `Effect.provide`, `Effect.withConfigProvider` and `Effect.annotateLogs` around
+ * each run would give it, without their cost (the first merges two contexts at every run; each of
+ * the others sets a `FiberRef`, copying the fiber's refs, at every start and resets it at every
+ * stop). Together with `FiberMap.run`, which rebuilds a runtime from its parent at every call,
+ * those wrappers were most of a flip's time. The first run's `Scope` goes into the fork's context
+ * the same way (see `startAll`).
  */
 interface Prepared {
   readonly listener: RegisteredListener
-  readonly runtime: Runtime.Runtime<Given>
-  /** One run: the listener in a `Scope` of its own. */
-  readonly run: Effect.Effect<void, unknown, Given>
+  readonly context: Context.Context<Given>
+  readonly fiberRefs: FiberRefs.FiberRefs
+  /** The listener's effect, needing the run's `Scope`. */
+  readonly body: Effect.Effect<void, unknown, Given | Scope.Scope>
   readonly entry: Entry
   /** The clock `since` is read from (the manager's: a `TestClock` under test). */
   readonly clock: Clock.Clock
@@ -231,19 +233,16 @@ const make = Effect.gen(function*() {
     const managerLabels = FiberRefs.getOrDefault(refs, FiberRef.currentMetricLabels)
     const made: Prepared = {
       listener,
-      // Forked as `FiberMap.run` forks: the parent's refs and context, the default runtime flags.
-      runtime: Runtime.make({
-        context,
-        fiberRefs: FiberRefs.updateManyAs(refs, {
-          entries: [
-            [DefaultServices.currentServices, [[parent.id(), services]]],
-            [FiberRef.currentLogAnnotations, [[parent.id(), annotations]]]
-          ]
-        }),
-        runtimeFlags: Runtime.defaultRuntime.runtimeFlags
+      // Forked as `FiberMap.run` forks: the parent's refs and context (see `startAll`).
+      context,
+      fiberRefs: FiberRefs.updateManyAs(refs, {
+        entries: [
+          [DefaultServices.currentServices, [[parent.id(), services]]],
+          [FiberRef.currentLogAnnotations, [[parent.id(), annotations]]]
+        ]
       }),
-      // `body` needs `listener.context`, which `runtime` holds.
-      run: Effect.scoped(listener.body as Effect.Effect<void, unknown, Given | Scope.Scope>),
+      // `body` needs `listener.context`, which `context` holds.
+      body: listener.body as Effect.Effect<void, unknown, Given | Scope.Scope>,
       entry: { state: "stopped", restarts: 0, lastError: Option.none(), since: createdAt },
       clock: Context.get(services, Clock.Clock),
       labels: Arr.union([MetricLabel.make("listener", listener.name)], managerLabels),
@@ -280,13 +279,20 @@ const make = Effect.gen(function*() {
     )
   }
 
-  /** One run, with its bookkeeping done whatever ends it (uninterruptible but for the run itself). */
-  const runOnce = (p: Prepared): Effect.Effect<Ran, never, Given> =>
+  /**
+   * One run in a `Scope` of its own, closed when the run ends, with its bookkeeping done whatever
+   * ends it (uninterruptible but for the run itself). `scope` is the one already in the fiber's
+   * context (a start's first run); a restart makes its own with `Effect.scoped`.
+   */
+  const runOnce = (p: Prepared, scope?: Scope.CloseableScope): Effect.Effect<Ran, never, Given> =>
     Effect.uninterruptibleMask((restore) => {
       const startedAt = enter(p, "running")
       metrics.starts.unsafeUpdate(1, p.labels)
       metrics.running.unsafeModify(1, p.managerLabels)
-      return Effect.flatMap(Effect.exit(restore(p.run)), (exit) => ended(p, startedAt, exit))
+      const run = scope === undefined
+        ? Effect.scoped(p.body)
+        : Effect.onExit(p.body as Effect.Effect<void, unknown, Given>, (exit) => Scope.close(scope, exit))
+      return Effect.flatMap(Effect.exit(restore(run)), (exit) => ended(p, startedAt, exit))
     })
 
   /** After a failed run: what the listener's policy says, run after run while it says restart. */
@@ -323,8 +329,8 @@ const make = Effect.gen(function*() {
     })
 
   /** Runs a listener until it returns, is stopped, or fails in a way its policy does not retry. */
-  const supervise = (p: Prepared): Effect.Effect<void, never, Given> =>
-    Effect.flatMap(runOnce(p), (ran) => clean(ran.exit) ? Effect.void : afterFailure(p, ran))
+  const supervise = (p: Prepared, scope: Scope.CloseableScope): Effect.Effect<void, never, Given> =>
+    Effect.flatMap(runOnce(p, scope), (ran) => clean(ran.exit) ? Effect.void : afterFailure(p, ran))
 
   /** Keeps `fiber` in `live` until it ends. */
   const track = (name: string, fiber: Fiber.RuntimeFiber<void>) => {
@@ -341,7 +347,9 @@ const make = Effect.gen(function*() {
 
   /**
    * Forks every registered listener not already alive, in one synchronous loop on the manager's
-   * fiber (each fork runs its listener up to its first suspension right away).
+   * fiber. Each fiber is forked with its first run's `Scope` already in its context: what
+   * `Effect.scoped` would provide, without setting the context `FiberRef` at every start and
+   * resetting it at every stop (each set copies the fiber's refs; a third of a flip's time).
    */
   const startAll = Effect.flatMap(registry.all, (listeners) =>
     Effect.withFiberRuntime<void>((parent) => {
@@ -351,7 +359,12 @@ const make = Effect.gen(function*() {
         let fiber: Fiber.RuntimeFiber<void>
         try {
           const p = prepare(listener, parent)
-          fiber = Runtime.runFork(p.runtime)(supervise(p))
+          const scope = Effect.runSync(Scope.make())
+          fiber = Runtime.runFork(Runtime.make({
+            context: Context.add(p.context, Scope.Scope, scope),
+            fiberRefs: p.fiberRefs,
+            runtimeFlags: Runtime.defaultRuntime.runtimeFlags
+          }))(supervise(p, scope))
         } catch (defect) {
           // A node-side throw (e.g. in `forListener`) hits this listener only: its fiber dies.
           fiber = Runtime.runFork(Runtime.make({
