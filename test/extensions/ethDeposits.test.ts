@@ -188,6 +188,27 @@ describe("the listener, without a chain", () => {
       yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(setup(section({ starting_height: "0" })))))
 
+  it.effect("a batch of many hand-over slices is stored whole, in log order, with its checkpoint", () =>
+    Effect.gen(function*() {
+      // Head 301, 2 confirmations: blocks 0..299 in one range, one Credit each (amount = block + 1).
+      const chain = new FakeChain(302)
+      const client = EthereumClient.of({
+        ...chain.client,
+        getLogs: (p) =>
+          Effect.map(chain.client.getLogs(p), (logs) => logs.map((l) => ({ ...l, data: creditData(ACCOUNT, l.blockNumber + 1n) })))
+      })
+      const listener = EthDeposits.makeEthDeposits({ client: () => Layer.succeed(EthereumClient, client) })
+      const fiber = yield* Effect.fork(Effect.scoped(listener.run))
+      yield* TestClock.adjust("1 second")
+      const store = yield* EventStore
+      yield* settle(Checkpoints.readCheckpoint(store.kv), Option.exists((c) => c.height === 299n))
+      expect(chain.requests).toHaveLength(1)
+      const events = yield* (yield* EventLog).list()
+      const payloads = yield* Effect.forEach(events, (e) => CreditAccount.decode(e.body))
+      expect(payloads.map((p) => p.amount)).toEqual(Array.from({ length: 300 }, (_, i) => BigInt(i + 1)))
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(setup(section({ starting_height: "0" })))))
+
   it.effect("resumes from max(checkpoint, starting_height)", () =>
     Effect.gen(function*() {
       const chain = new FakeChain(20)
