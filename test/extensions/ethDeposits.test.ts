@@ -128,6 +128,15 @@ const section = (overrides: Record<string, string> = {}) => ({
   ...overrides
 })
 
+/** The listener over `chain`, each log's data replaced by `data(log)`. */
+const creditsOn = (chain: FakeChain, data: (log: EthLog) => Hex) => {
+  const client = EthereumClient.of({
+    ...chain.client,
+    getLogs: (p) => Effect.map(chain.client.getLogs(p), (logs) => logs.map((l) => ({ ...l, data: data(l) })))
+  })
+  return { chain, listener: EthDeposits.makeEthDeposits({ client: () => Layer.succeed(EthereumClient, client) }) }
+}
+
 describe("the listener, without a chain", () => {
   it.effect("without a config section it returns at once (idle, as Kwil)", () =>
     Effect.gen(function*() {
@@ -155,15 +164,8 @@ describe("the listener, without a chain", () => {
   it.effect("broadcasts decoded deposits, skips malformed logs, and checkpoints each batch", () =>
     Effect.gen(function*() {
       // Block n has one log; the odd blocks' logs are made well-formed Credits, the even ones stay malformed.
-      const chain = new FakeChain(10)
-      const client = EthereumClient.of({
-        ...chain.client,
-        getLogs: (p) =>
-          Effect.map(chain.client.getLogs(p), (logs) =>
-            logs.map((l) => (l.blockNumber % 2n === 1n ? { ...l, data: creditData(ACCOUNT, l.blockNumber) } : l)))
-      })
       const malformedBefore = (yield* Metric.value(EthDeposits.malformedLogs)).count
-      const listener = EthDeposits.makeEthDeposits({ client: () => Layer.succeed(EthereumClient, client) })
+      const { chain, listener } = creditsOn(new FakeChain(10), (l) => (l.blockNumber % 2n === 1n ? creditData(ACCOUNT, l.blockNumber) : l.data))
       const fiber = yield* Effect.fork(Effect.scoped(listener.run))
       yield* TestClock.adjust("1 second")
       // Head 9, 2 confirmations: blocks 1..7 (starting_height 0: block 0 too).
@@ -191,13 +193,7 @@ describe("the listener, without a chain", () => {
   it.effect("a batch of many hand-over slices is stored whole, in log order, with its checkpoint", () =>
     Effect.gen(function*() {
       // Head 301, 2 confirmations: blocks 0..299 in one range, one Credit each (amount = block + 1).
-      const chain = new FakeChain(302)
-      const client = EthereumClient.of({
-        ...chain.client,
-        getLogs: (p) =>
-          Effect.map(chain.client.getLogs(p), (logs) => logs.map((l) => ({ ...l, data: creditData(ACCOUNT, l.blockNumber + 1n) })))
-      })
-      const listener = EthDeposits.makeEthDeposits({ client: () => Layer.succeed(EthereumClient, client) })
+      const { chain, listener } = creditsOn(new FakeChain(302), (l) => creditData(ACCOUNT, l.blockNumber + 1n))
       const fiber = yield* Effect.fork(Effect.scoped(listener.run))
       yield* TestClock.adjust("1 second")
       const store = yield* EventStore
