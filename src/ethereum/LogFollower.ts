@@ -25,7 +25,7 @@
  */
 import { Data, Deferred, Duration, Effect, Metric, Option, Ref, Schedule, Stream, SubscriptionRef } from "effect"
 import type { Hash } from "viem"
-import { type EthLog, EthereumClient, type LogFilter } from "./EthereumClient.js"
+import { type BlockHeader, type EthLog, EthereumClient, type LogFilter } from "./EthereumClient.js"
 import { InconsistentChain, isHealable, LogRangeIrreducible, type RpcError } from "./errors.js"
 import * as LogRange from "./LogRange.js"
 import * as Retry from "./Retry.js"
@@ -190,6 +190,11 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
     /** Recent checkpoints, ascending: candidates for the common ancestor. */
     const known = yield* Ref.make<ReadonlyArray<Checkpoint>>([options.from])
     const range = yield* Ref.make(LogRange.initial(policy))
+    /**
+     * The next range's `to` block, fetched with this range's post check (see `fetchBatch`); taken,
+     * whatever it holds, by the next attempt.
+     */
+    const carried = yield* Ref.make<BlockHeader | undefined>(undefined)
     const confirmedMax = yield* Ref.make(-1n)
     const tagCache = yield* Ref.make<{ readonly head: bigint; readonly confirmed: bigint } | undefined>(undefined)
 
@@ -305,19 +310,34 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
       for (;;) {
         const state = yield* Ref.get(range)
         const to = LogRange.end(state, from, confirmed)
+        let ahead = yield* Ref.getAndSet(carried, undefined)
+        // The next range's end if this one succeeds (and it is confirmed already).
+        const nextTo = to < confirmed ? LogRange.end(LogRange.succeeded(policy, state), to + 1n, confirmed) : undefined
         // Block `to`, its logs, then block `to` again and the checkpoint's block, together: one
         // unit on ONE node (a node without block `to` must not answer its logs), and a failed step
         // moves the whole unit to the next URL. The checkpoint is checked after the logs, so the
-        // logs come from a chain that still held it (and two requests run at once: one round trip).
+        // logs come from a chain that still held it. With the post check go the checkpoint's block
+        // and the next range's `to` block (its pre check: fetched after these logs, so before its
+        // own), at once: one round trip for the three, and the next range starts with its logs.
+        // A carried pre check may come from another URL than the unit's: a node on another fork
+        // or without the block then fails the post check, and the range is fetched again.
         const result = yield* rpc(
           client.sameNode(Effect.gen(function*() {
-            const pre = yield* served(to)
+            // Used by the unit's first attempt only: a retry (after a failure it may have caused)
+            // checks afresh.
+            const pre = ahead !== undefined && ahead.number === to ? ahead : yield* served(to)
+            ahead = undefined
             const logs = yield* client.getLogs({ ...options.filter, fromBlock: from, toBlock: to })
             const problem = inconsistency(logs, from, to, pre.hash)
             if (problem !== undefined) return yield* new InconsistentChain({ detail: problem })
-            const [post, anchor] = yield* Effect.all(
-              [served(to), anchored ? Effect.asSome(served(cp.height)) : Effect.succeedNone],
-              { concurrency: 2 }
+            const [post, anchor, next] = yield* Effect.all(
+              [
+                served(to),
+                anchored ? Effect.asSome(served(cp.height)) : Effect.succeedNone,
+                // Only a help: a failure here leaves the next range to fetch its own.
+                nextTo === undefined ? Effect.succeedNone : Effect.orElseSucceed(client.block(nextTo), Option.none)
+              ],
+              { concurrency: 3 }
             )
             if (post.hash !== pre.hash) {
               return yield* new InconsistentChain({ detail: `block ${to} changed from ${pre.hash} to ${post.hash}` })
@@ -325,7 +345,7 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
             if (Option.isSome(anchor) && anchor.value.hash !== cp.hash) {
               return { _tag: "Moved" as const, actual: anchor.value.hash }
             }
-            return { _tag: "Logs" as const, logs, toHash: pre.hash }
+            return { _tag: "Logs" as const, logs, toHash: pre.hash, next }
           })).pipe(
             Effect.catchTag("RangeTooLarge", (refusal) => Effect.succeed({ _tag: "Refused" as const, refusal }))
           )
@@ -342,6 +362,7 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
           continue
         }
         yield* Ref.update(range, (s) => LogRange.succeeded(policy, s))
+        yield* Ref.set(carried, Option.getOrUndefined(result.next))
         const logs = [...result.logs].sort(compareLogs)
         return new Batch({ from, to, toHash: result.toHash, logs, confirmed })
       }

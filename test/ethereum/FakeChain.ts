@@ -3,7 +3,7 @@
  * heads, missing blocks, range refusals and injected failures. Heads are polled on a `Schedule`,
  * so `TestClock` drives everything.
  */
-import { Effect, Layer, Option, Schedule, Stream } from "effect"
+import { type Duration, Effect, Layer, Option, Schedule, Stream } from "effect"
 import { type Address, type Hash, type Hex, keccak256, pad, toHex } from "viem"
 import { type BlockHeader, EthereumClient, type EthLog, type GetLogsParams } from "../../src/ethereum/EthereumClient.js"
 import { BlockTagUnsupported, RangeTooLarge, type RangeHint, type RpcError } from "../../src/ethereum/errors.js"
@@ -32,6 +32,8 @@ export class FakeChain {
   /** Every `getLogs` request: `[from, to]`. */
   requests: Array<readonly [bigint, bigint]> = []
   calls = new Map<string, number>()
+  /** How long each call takes (on the `TestClock`); none by default. */
+  latency: Duration.DurationInput | undefined
   /** Rewrites the next `getLogs` answer once (an inconsistent node). */
   tamperNext: ((logs: ReadonlyArray<EthLog>) => ReadonlyArray<EthLog>) | undefined
 
@@ -79,7 +81,8 @@ export class FakeChain {
     return Effect.suspend(() => {
       this.calls.set(method, (this.calls.get(method) ?? 0) + 1)
       const next = this.failures.get(method)?.shift()
-      return next !== undefined ? Effect.fail(next) : Effect.sync(f)
+      const answer = next !== undefined ? Effect.fail(next) : Effect.sync(f)
+      return this.latency === undefined ? answer : Effect.delay(answer, this.latency)
     })
   }
 

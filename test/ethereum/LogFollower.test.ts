@@ -183,6 +183,49 @@ describe("LogFollower", () => {
       expect(chain.calls.get("eth_getLogs")).toBe(2)
     }))
 
+  it.effect("a catch-up of n ranges takes 2n + 1 round trips: the next range's block check goes with the post check", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(31) // confirmed 25: ranges end at 9, 21 and 25 (see the reorg test)
+      chain.latency = "100 millis"
+      const f = yield* start(chain.layer, { range: { initial: 10 } })
+      // Each call answers after 100 ms. The head is known at 100 ms; the first range takes 3 round
+      // trips (400 ms), each next one 2: the third is done at 800 ms (with 3 each, at 1,000).
+      yield* TestClock.adjust("690 millis") // t = 700 ms
+      expect(batches(yield* f.events).map((b) => b.to)).toEqual([9n, 21n])
+      yield* TestClock.adjust("100 millis") // t = 800 ms
+      expect(batches(yield* f.events).map((b) => b.to)).toEqual([9n, 21n, 25n])
+      expect(apply(yield* f.events).logs).toEqual(logsUpTo(chain, 25n))
+    }))
+
+  it.effect("a next-range block check taken before a reorg is never trusted: the range is fetched again", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(31)
+      const orphaned = chain.blocks[21]!.logs[0]!
+      // The second range's logs are asked for after a reorg that replaced its end (block 21), whose
+      // block check came with the first range's post check, before the reorg.
+      let reorged = false
+      const client = EthereumClient.of({
+        ...chain.client,
+        getLogs: (p) =>
+          Effect.suspend(() => {
+            if (p.fromBlock === 10n && !reorged) {
+              reorged = true
+              chain.reorg(15) // blocks 16..30: block 9, the first checkpoint, stays
+            }
+            return chain.client.getLogs(p)
+          })
+      })
+      const f = yield* start(Layer.succeed(EthereumClient, client), { range: { initial: 10 } })
+      yield* TestClock.adjust("5 seconds")
+      const events = yield* f.events
+      expect(events.every((e) => e._tag === "Batch")).toBe(true)
+      const { logs, checkpoint } = apply(events)
+      expect(checkpoint).toEqual({ height: 25n, hash: blockHash(chain, 25n) })
+      expect(logs).toEqual(logsUpTo(chain, 25n))
+      expect(logs.map((l) => l.transactionHash)).not.toContain(orphaned.transactionHash)
+      expect(chain.requests.filter(([from]) => from === 10n)).toHaveLength(2)
+    }))
+
   it.effect("retries healable errors with backoff, honouring Retry-After", () =>
     Effect.gen(function*() {
       const chain = new FakeChain(21)
