@@ -87,6 +87,7 @@ export const makeStorage = (
     // Kept free of Effect.gen and of steps beyond the codec's and the backend's (which succeeds
     // with the id): this is the hot path of a catch-up, thousands of broadcasts per transaction.
     const unknown = (type: string) => Effect.fail(new UnknownEventType({ type, known: registry.types }))
+    const insert = (type: string, body: Uint8Array) => backend.insert(EventId.make(type, body), type, body, listener)
     const insertAll = (type: string, bodies: ReadonlyArray<Uint8Array>) =>
       backend.insertAll(bodies.map((body) => EventId.make(type, body)), type, bodies, listener)
 
@@ -95,17 +96,14 @@ export const makeStorage = (
         // Check the type first: an unknown type is the more useful error, and it costs no encoding.
         Option.isNone(registry.get(type.name))
           ? unknown(type.name)
-          : Effect.flatMap(type.encode(payload), (body) => backend.insert(EventId.make(type.name, body), type.name, body, listener)),
+          : Effect.flatMap(type.encode(payload), (body) => insert(type.name, body)),
       // Raw bytes are decoded by the registered type before anything is stored: a body the
       // resolution could never decode would only be proposed, voted on and fail in `resolve`.
       broadcastRaw: (type, body) => {
         const resolution = registry.get(type)
         return Option.isNone(resolution)
           ? unknown(type)
-          : Effect.flatMap(
-            resolution.value.type.decode(body),
-            () => backend.insert(EventId.make(type, body), type, body, listener)
-          )
+          : Effect.flatMap(resolution.value.type.decode(body), () => insert(type, body))
       },
       broadcastAll: (type, payloads) =>
         Option.isNone(registry.get(type.name))

@@ -27,7 +27,7 @@
 import { SqlClient } from "@effect/sql"
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Effect, FiberRef, Option } from "effect"
+import { Context, Effect, type Fiber, FiberRef, Option } from "effect"
 import { withSavepoint } from "../voting/TxSql.js"
 import { type EventBackend, reportBatch, reportOne } from "./EventBackend.js"
 import { EventStoreError } from "./errors.js"
@@ -103,6 +103,8 @@ const OWN_COPY = 4 * 1024
 interface Queue {
   /** The `TransactionConnection` value the level runs under; another one means a foreign nested transaction. */
   readonly owner: unknown
+  /** The connection of that level, where its rows are written. */
+  readonly connection: Connection
   /** `id, type, body, listener` of each queued row, in order: a full batch is its INSERT's parameters as is. */
   values: Array<unknown>
   /**
@@ -128,7 +130,8 @@ const copyBody = (queue: Queue, body: Uint8Array): Uint8Array => {
   return copy
 }
 
-const newQueue = (owner: unknown): Queue => ({ owner, values: [], arena: new Uint8Array(0), used: 0 })
+const newQueue = (owner: readonly [Connection, ...Array<unknown>]): Queue =>
+  ({ owner, connection: owner[0], values: [], arena: new Uint8Array(0), used: 0 })
 
 /** The outcome of one INSERT of a batch, as the driver reports a write. */
 interface RunResult {
@@ -148,7 +151,7 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
   const currentQueue = FiberRef.unsafeMake<Queue | undefined>(undefined)
 
   /**
-   * Writes `queue`'s rows on `connection` and reports which were added.
+   * Writes `queue`'s rows on its connection and reports which were added.
    *
    * `seq` is an INTEGER PRIMARY KEY, and each new row gets one above all present rows (see
    * `0001_events`): the rows one INSERT adds are the `changes` seqs up to its `lastInsertRowid`.
@@ -158,10 +161,10 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
    * transaction (the only ones that can use its connection) deleted in between would count as
    * dropped, not stored. Nothing in this package deletes events concurrently with a broadcast.
    */
-  const flush = (queue: Queue, connection: Connection): Effect.Effect<void, EventStoreError> => {
+  const flush = (queue: Queue): Effect.Effect<void, EventStoreError> => {
     // Takes the rows now: call it when they are to be written (under `Effect.suspend` if need be).
     if (queue.values.length === 0) return Effect.void
-    const values = queue.values
+    const { connection, values } = queue
     queue.values = []
     const rows = values.length / 4
     let stored = 0
@@ -205,12 +208,21 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
     )
   }
 
+  /**
+   * The queue of the current `transaction` level, when `fiber` runs at that level (not outside a
+   * transaction, nor inside a foreign nested one).
+   */
+  const queueHere = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Queue | undefined => {
+    const queue = fiber.getFiberRef(currentQueue)
+    if (queue === undefined) return undefined
+    const open = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
+    return Option.isSome(open) && open.value === queue.owner ? queue : undefined
+  }
+
   /** Writes the queue of the current `transaction` level, when this fiber is at that level. */
   const flushQueued: Effect.Effect<void, EventStoreError> = Effect.withFiberRuntime((fiber) => {
-    const queue = fiber.getFiberRef(currentQueue)
-    if (queue === undefined || queue.values.length === 0) return Effect.void
-    const open = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
-    return Option.isSome(open) && open.value === queue.owner ? flush(queue, open.value[0]) : Effect.void
+    const queue = queueHere(fiber)
+    return queue === undefined ? Effect.void : flush(queue)
   })
 
   const onConnection = <A>(
@@ -248,8 +260,7 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
       const open = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
       if (Option.isNone(open)) return effect // not reached: always run inside a transaction
       const queue = newQueue(open.value)
-      const connection = open.value[0]
-      return Effect.locally(Effect.zipLeft(effect, Effect.suspend(() => flush(queue, connection))), currentQueue, queue)
+      return Effect.locally(Effect.zipLeft(effect, Effect.suspend(() => flush(queue))), currentQueue, queue)
     })
 
   const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | EventStoreError, R> => {
@@ -286,25 +297,22 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
   const backend: EventBackend = {
     insert: (id, type, body, listener) =>
       Effect.withFiberRuntime((fiber) => {
-        const queue = fiber.getFiberRef(currentQueue)
+        const queue = queueHere(fiber)
         if (queue === undefined) return insertOne(id, type, body, listener)
-        const open = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
-        if (Option.isNone(open) || open.value !== queue.owner) return insertOne(id, type, body, listener)
         queue.values.push(id, type, copyBody(queue, body), listener)
-        return queue.values.length >= BATCH * 4 ? Effect.as(flush(queue, open.value[0]), id) : Effect.succeed(id)
+        return queue.values.length >= BATCH * 4 ? Effect.as(flush(queue), id) : Effect.succeed(id)
       }),
     insertAll: (ids, type, bodies, listener) =>
       Effect.withFiberRuntime((fiber) => {
-        const queue = fiber.getFiberRef(currentQueue)
-        const open = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
-        if (queue === undefined || Option.isNone(open) || open.value !== queue.owner) {
+        const queue = queueHere(fiber)
+        if (queue === undefined) {
           return Effect.as(
             Effect.forEach(ids, (id, i) => insertOne(id, type, bodies[i]!, listener), { discard: true }),
             ids
           )
         }
         for (let i = 0; i < ids.length; i++) queue.values.push(ids[i], type, copyBody(queue, bodies[i]!), listener)
-        return queue.values.length >= BATCH * 4 ? Effect.as(flush(queue, open.value[0]), ids) : Effect.succeed(ids)
+        return queue.values.length >= BATCH * 4 ? Effect.as(flush(queue), ids) : Effect.succeed(ids)
       }),
     kvGet: (listener, key) =>
       Effect.map(

@@ -281,9 +281,7 @@ const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: O
           const { bodies, skipped } = decodeBatch(event.logs)
           yield* store.transaction(
             skipped.pipe(
-              Effect.zipRight(
-                handOver(bodies)
-              ),
+              Effect.zipRight(handOver(bodies)),
               Effect.zipRight(Checkpoints.writeCheckpoint(store.kv, event.checkpoint))
             )
           )
