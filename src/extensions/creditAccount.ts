@@ -201,21 +201,63 @@ export const credit = (account: string, amount: bigint): Effect.Effect<void, Sql
   )
 }
 
-/** The resolution: 2/3 to confirm, 1/3 to refund, expiry after 600 blocks (Kwil's values). */
+const selectBalances = "SELECT identifier, balance FROM accounts WHERE identifier IN (SELECT value FROM json_each(?))"
+// `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to a join.
+const upsertBalances = "INSERT INTO accounts (identifier, balance) " +
+  "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?) WHERE true " +
+  "ON CONFLICT (identifier) DO UPDATE SET balance = excluded.balance"
+
+/**
+ * Adds each amount to its account, as `credit` on each pair in turn would (creating accounts
+ * never credited), in two statements whatever the count: one read of the accounts' balances, one
+ * upsert of their sums. Runs in the caller's transaction.
+ */
+export const creditAll = (
+  credits: ReadonlyArray<{ readonly account: string; readonly amount: bigint }>
+): Effect.Effect<void, SqlError, SqlClient.SqlClient> => {
+  const sums = new Map<string, bigint>()
+  for (const { account, amount } of credits) {
+    const key = accountKey(account)
+    sums.set(key, (sums.get(key) ?? 0n) + amount)
+  }
+  if (sums.size === 0) return Effect.void
+  return Effect.flatMap(
+    TxSql.query<{ identifier: string; balance: string }>(selectBalances, [JSON.stringify([...sums.keys()])]),
+    (rows) => {
+      for (const row of rows) sums.set(row.identifier, sums.get(row.identifier)! + BigInt(row.balance))
+      const balances = Array.from(sums, ([key, sum]) => [key, sum.toString()] as const)
+      return Effect.map(TxSql.run(upsertBalances, [JSON.stringify(balances)]), () => {
+        for (const [key, balance] of balances) remember(key, balance)
+      })
+    }
+  )
+}
+
+/** A deposit of zero or less, refused. */
+const invalidAmount = (payload: Payload) =>
+  new InvalidCreditAmount({
+    account: payload.account,
+    amount: payload.amount,
+    txHash: payload.txHash,
+    logIndex: payload.logIndex
+  })
+
+/**
+ * The resolution: 2/3 to confirm, 1/3 to refund, expiry after 600 blocks (Kwil's values). A run
+ * of deposits confirmed together is credited by `creditAll` (two statements), and fails as a whole
+ * on the first refused amount, which the vote ledger then finds by crediting the run one by one.
+ */
 export const creditAccount = Resolution.make({
   type: CreditAccount,
   confirmationThreshold: Resolution.fraction(2, 3),
   refundThreshold: Resolution.fraction(1, 3),
   expirationPeriod: 600,
   resolve: (payload: Payload): Effect.Effect<void, InvalidCreditAmount | SqlError, SqlClient.SqlClient> =>
-    payload.amount <= 0n
-      ? new InvalidCreditAmount({
-        account: payload.account,
-        amount: payload.amount,
-        txHash: payload.txHash,
-        logIndex: payload.logIndex
-      })
-      : credit(payload.account, payload.amount)
+    payload.amount <= 0n ? invalidAmount(payload) : credit(payload.account, payload.amount),
+  resolveAll: (items): Effect.Effect<void, InvalidCreditAmount | SqlError, SqlClient.SqlClient> => {
+    const refused = items.find(({ payload }) => payload.amount <= 0n)
+    return refused === undefined ? creditAll(items.map(({ payload }) => payload)) : invalidAmount(refused.payload)
+  }
 })
 
 /** `account`'s balance; 0 for an account never credited. */

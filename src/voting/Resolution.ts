@@ -52,6 +52,12 @@ export interface ResolveContext {
   readonly approvedPower: bigint
 }
 
+/** One confirmed resolution of a run, as `resolveAll` gets it. */
+export interface Resolving<A> {
+  readonly payload: A
+  readonly context: ResolveContext
+}
+
 export interface Resolution<A, E = unknown> {
   readonly type: EventType<A, any>
   /** Power needed to confirm, as a fraction of the total (default 2/3). */
@@ -62,6 +68,15 @@ export interface Resolution<A, E = unknown> {
   readonly expirationPeriod: bigint
   /** Applies a confirmed resolution inside the node's SQL transaction; must be deterministic. */
   readonly resolve: (payload: A, context: ResolveContext) => Effect.Effect<void, E, SqlClient.SqlClient>
+  /**
+   * Optional: applies a run of confirmed resolutions of this type (in id order) at once, for
+   * types confirmed by the thousand in a block, where a `resolve` per resolution costs a few
+   * statements and Effect steps each. When every one of them would succeed, it must leave the database exactly as `resolve`
+   * on each in turn would; when any one would fail, it must fail. The vote ledger then rolls
+   * back what it wrote and applies that run one `resolve` at a time, which finds the failing ones
+   * and undoes only theirs. Must be deterministic, as `resolve` is.
+   */
+  readonly resolveAll?: (items: ReadonlyArray<Resolving<A>>) => Effect.Effect<void, E, SqlClient.SqlClient>
 }
 
 /** Any resolution, whatever its payload. */
@@ -80,6 +95,7 @@ export const make = <A, E>(options: {
   readonly refundThreshold?: Fraction
   readonly expirationPeriod?: bigint | number
   readonly resolve: (payload: A, context: ResolveContext) => Effect.Effect<void, E, SqlClient.SqlClient>
+  readonly resolveAll?: (items: ReadonlyArray<Resolving<A>>) => Effect.Effect<void, E, SqlClient.SqlClient>
 }): Resolution<A, E> => {
   const expirationPeriod = BigInt(options.expirationPeriod ?? defaults.expirationPeriod)
   if (expirationPeriod <= 0n) {
@@ -90,6 +106,7 @@ export const make = <A, E>(options: {
     confirmationThreshold: options.confirmationThreshold ?? defaults.confirmationThreshold,
     refundThreshold: options.refundThreshold ?? defaults.refundThreshold,
     expirationPeriod,
-    resolve: options.resolve
+    resolve: options.resolve,
+    ...(options.resolveAll === undefined ? {} : { resolveAll: options.resolveAll })
   }
 }

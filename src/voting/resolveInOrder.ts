@@ -5,7 +5,7 @@
 import { SqlClient } from "@effect/sql"
 import { Cause, Effect, Exit, Option } from "effect"
 import type * as EventId from "../events/EventId.js"
-import type { AnyResolution } from "./Resolution.js"
+import type { AnyResolution, ResolveContext } from "./Resolution.js"
 
 /** A resolution confirmed in this block, with what its `resolve` gets. */
 export interface Confirmed {
@@ -33,11 +33,14 @@ export const RESOLVE_BATCH = 256
  * failure undoes that resolution's writes only.
  *
  * This loop is the hot path of a block, so it is optimistic: a run of up to `RESOLVE_BATCH`
- * resolutions shares one savepoint. When one fails, the run is rolled back, the resolutions
- * before the failing one are re-applied one savepoint each, the failing one is recorded (its
- * writes are gone with the rollback), and the next run starts after it. Since `resolve` is
- * deterministic this ends in the same state as a savepoint per resolution, at a third of the
- * statements; only side effects outside the database (logs) of a re-applied `resolve` repeat.
+ * resolutions shares one savepoint, and consecutive resolutions of a type with `resolveAll` in
+ * it are applied by one `resolveAll` call. When one fails (or a `resolveAll` does), the run is
+ * rolled back, the resolutions before the failing one (or group) are re-applied one savepoint
+ * each, the failing one is recorded (its writes are gone with the rollback), or each of the
+ * failing group is applied alone, and the next run starts after it. Since `resolve` and
+ * `resolveAll` are deterministic this ends in the same state as a savepoint per resolution, at a
+ * fraction of the statements; only side effects outside the database (logs) of a re-applied
+ * `resolve` repeat.
  */
 export const resolveInOrder = (confirmed: ReadonlyArray<Confirmed>, height: bigint) =>
   Effect.gen(function*() {
@@ -47,13 +50,38 @@ export const resolveInOrder = (confirmed: ReadonlyArray<Confirmed>, height: bigi
     const resolved: Array<EventId.EventId> = []
     const failures: Array<ResolveFailure> = []
 
-    const attempt = ({ approved, body, id, proposer, resolution, voters }: Confirmed) =>
+    const contextOf = ({ approved, id, proposer, voters }: Confirmed): ResolveContext => ({
+      id,
+      height,
+      proposer,
+      voters,
+      approvedPower: approved
+    })
+
+    const attempt = (item: Confirmed) =>
       Effect.exit(
+        Effect.flatMap(item.resolution.type.decode(item.body), (payload) => item.resolution.resolve(payload, contextOf(item)))
+      )
+
+    /** `confirmed[from, to)`, all of one resolution with `resolveAll`, in one call. */
+    const attemptAll = (from: number, to: number) => {
+      const items = confirmed.slice(from, to)
+      const resolution = items[0]!.resolution
+      return Effect.exit(
         Effect.flatMap(
-          resolution.type.decode(body),
-          (payload) => resolution.resolve(payload, { id, height, proposer, voters, approvedPower: approved })
+          resolution.type.decodeAll(items.map((item) => item.body)),
+          (payloads) => resolution.resolveAll!(payloads.map((payload, k) => ({ payload, context: contextOf(items[k]!) })))
         )
       )
+    }
+
+    /** Where consecutive resolutions that one `resolveAll` call can apply, from `from`, end (before `end`). */
+    const groupEnd = (from: number, end: number): number => {
+      const resolution = confirmed[from]!.resolution
+      let to = from + 1
+      if (resolution.resolveAll !== undefined) while (to < end && confirmed[to]!.resolution === resolution) to++
+      return to
+    }
 
     const fail = (item: Confirmed, cause: Cause.Cause<unknown>) => {
       failures.push({ id: item.id, type: item.resolution.type.name, error: Cause.squash(cause) })
@@ -84,13 +112,16 @@ export const resolveInOrder = (confirmed: ReadonlyArray<Confirmed>, height: bigi
     while (start < confirmed.length) {
       const end = Math.min(start + RESOLVE_BATCH, confirmed.length)
       yield* exec("SAVEPOINT kwil_batch")
-      let failed: { readonly at: number; readonly cause: Cause.Cause<unknown> } | undefined
-      for (let i = start; i < end && failed === undefined; i++) {
-        const exit = yield* attempt(confirmed[i]!)
+      /** The first failure of the run: `confirmed[from, to)`, one resolution or one `resolveAll` group. */
+      let failed: { readonly from: number; readonly to: number; readonly cause: Cause.Cause<unknown> } | undefined
+      for (let from = start; from < end && failed === undefined;) {
+        const to = groupEnd(from, end)
+        const exit = to - from === 1 ? yield* attempt(confirmed[from]!) : yield* attemptAll(from, to)
         if (Exit.isFailure(exit)) {
           if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.failCause(exit.cause)
-          failed = { at: i, cause: exit.cause }
+          failed = { from, to, cause: exit.cause }
         }
+        from = to
       }
       if (failed === undefined) {
         yield* exec("RELEASE SAVEPOINT kwil_batch")
@@ -100,10 +131,14 @@ export const resolveInOrder = (confirmed: ReadonlyArray<Confirmed>, height: bigi
       }
       yield* exec("ROLLBACK TO SAVEPOINT kwil_batch")
       yield* exec("RELEASE SAVEPOINT kwil_batch")
-      for (let i = start; i < failed.at; i++) yield* alone(confirmed[i]!)
-      yield* fail(confirmed[failed.at]!, failed.cause)
-      start = failed.at + 1
+      for (let i = start; i < failed.from; i++) yield* alone(confirmed[i]!)
+      if (failed.to - failed.from === 1) {
+        yield* fail(confirmed[failed.from]!, failed.cause)
+      } else {
+        // Which of the group failed is not known: each is applied alone, which records those that fail.
+        for (let i = failed.from; i < failed.to; i++) yield* alone(confirmed[i]!)
+      }
+      start = failed.to
     }
     return { resolved, failures }
   })
-

@@ -1,8 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
+import { SqlClient } from "@effect/sql"
 import { Effect, FastCheck as fc } from "effect"
 import { bytesToHex, decodeAbiParameters, encodeAbiParameters, getAddress, hexToBytes } from "viem"
 import * as EventId from "../../src/events/EventId.js"
-import { abi, balanceOf, balances, CreditAccount, type Payload } from "../../src/extensions/creditAccount.js"
+import {
+  abi,
+  balanceOf,
+  balances,
+  credit,
+  creditAccount,
+  creditAll,
+  CreditAccount,
+  type Payload
+} from "../../src/extensions/creditAccount.js"
 import { makeNode, runBlock, type TestNode, validators } from "../voting/harness.js"
 
 const alice = "0x00000000000000000000000000000000000a11ce"
@@ -151,6 +161,56 @@ describe("credit_account resolution", () => {
       expect(tags.get(EventId.make(zero.type, zero.body))).toBe("InvalidCreditAmount")
       expect(tags.get(EventId.make(garbage.type, garbage.body))).toBe("PayloadCodecError")
       expect(yield* node.run(balances)).toEqual([{ identifier: bob, balance: 3n }])
+    }))
+
+  it.effect.prop(
+    "creditAll leaves the accounts exactly as credit one by one does",
+    [
+      // Accounts already credited, then a run of credits over them and new ones (mixed case: one key).
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 5 }), fc.bigInt({ min: 1n, max: 1n << 200n })), { maxLength: 4 }),
+      fc.array(
+        fc.tuple(fc.integer({ min: 0, max: 5 }), fc.boolean(), fc.bigInt({ min: 1n, max: 1n << 200n })),
+        { maxLength: 40 }
+      )
+    ],
+    ([before, run]) =>
+      Effect.gen(function*() {
+        const account = (k: number, upper = false) => {
+          const hex = `a11ce${k}`.padStart(40, "0")
+          return `0x${upper ? hex.toUpperCase() : hex}`
+        }
+        const credits = run.map(([k, upper, amount]) => ({ account: account(k, upper), amount }))
+        const state = (apply: Effect.Effect<void, unknown, SqlClient.SqlClient>) =>
+          Effect.scoped(Effect.gen(function*() {
+            const node = yield* makeNode("A")
+            return yield* node.run(Effect.gen(function*() {
+              const sql = yield* SqlClient.SqlClient
+              for (const [k, amount] of before) yield* credit(account(k), amount)
+              yield* sql.withTransaction(apply)
+              return yield* balances
+            }))
+          }))
+        const oneByOne = yield* state(Effect.forEach(credits, (c) => credit(c.account, c.amount), { discard: true }))
+        const atOnce = yield* state(creditAll(credits))
+        expect(atOnce).toEqual(oneByOne)
+      }),
+    { fastCheck: { numRuns: 40 } }
+  )
+
+  it.scoped("credits a block of many deposits, one refused among them, as one by one would", () =>
+    Effect.gen(function*() {
+      expect(creditAccount.resolveAll).toBeDefined()
+      const node = yield* makeNode("A")
+      const accounts = [alice, bob] as const
+      const payloads = Array.from({ length: 600 }, (_, n) => deposit(accounts[n % 2]!, n === 300 ? 0n : BigInt(n + 1), n + 1))
+      const bodies = yield* Effect.forEach(payloads, body)
+      const outcome = yield* confirm(node, 1n, bodies)
+      const refused = EventId.make(bodies[300]!.type, bodies[300]!.body)
+      expect(outcome.failures.map((f) => [f.id, (f.error as { _tag: string })._tag])).toEqual([[refused, "InvalidCreditAmount"]])
+      expect(outcome.resolved.length).toBe(599)
+      const sum = (parity: number) => payloads.filter((_, n) => n % 2 === parity).reduce((a, p) => a + p.amount, 0n)
+      expect(yield* node.run(balanceOf(alice))).toBe(sum(0))
+      expect(yield* node.run(balanceOf(bob))).toBe(sum(1))
     }))
 
   it("uses Kwil's thresholds and expiry", async () => {

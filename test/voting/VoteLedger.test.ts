@@ -5,7 +5,18 @@ import * as EventId from "../../src/events/EventId.js"
 import { EventLog } from "../../src/events/EventLog.js"
 import { VoteLedger } from "../../src/voting/VoteLedger.js"
 import type { VoteBody } from "../../src/voting/VoteTransport.js"
-import { balanceOf, Flaky, flakyCalls, makeNode, note, observe, runBlock, validators } from "./harness.js"
+import {
+  balanceOf,
+  Flaky,
+  flakyCalls,
+  makeNode,
+  note,
+  observe,
+  runBlock,
+  tally,
+  tallyCalls,
+  validators
+} from "./harness.js"
 
 const idOf = (event: { type: string; body: Uint8Array }) => EventId.make(event.type, event.body)
 const ABCD = validators("A", "B", "C", "D")
@@ -253,6 +264,47 @@ describe("VoteLedger lifecycle", () => {
         BigInt(Array.from({ length: 700 }, (_, n) => n).filter((n) => n % 3 === k && n % 7 !== 0).length)
       )
       for (const k of [0, 1, 2]) expect(yield* node.run(balanceOf(`acct-${k}`))).toBe(expected[k])
+    }))
+
+  it.scoped("applies a run of one type with resolveAll in one call per optimistic batch", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      const events = yield* Effect.all(Array.from({ length: 600 }, (_, n) => tally(n, { account: `acct-${n % 3}` })))
+      const ids = events.map(idOf)
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A", "B"), bodies: events }))
+      tallyCalls.all = []
+      tallyCalls.one = 0
+      const b2 = yield* node.run(runBlock({ height: 2n, proposer: "A", votes: [{ sender: "B", ids }] }))
+      expect(b2.resolved).toEqual([...ids].sort())
+      expect(b2.failures).toEqual([])
+      expect(tallyCalls).toEqual({ all: [256, 256, 88], one: 0 })
+      for (const k of [0, 1, 2]) expect(yield* node.run(balanceOf(`acct-${k}`))).toBe(200n)
+    }))
+
+  it.scoped("finds the failing ones of a failed resolveAll one by one, among other types, as one savepoint each would", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      // Two types interleaved by id, so runs break into groups; failures of both spread over them.
+      const events = yield* Effect.all(
+        Array.from({ length: 700 }, (_, n) =>
+          (n % 2 === 0 ? tally : note)(n, { account: `acct-${n % 3}`, fail: n % 7 === 0 || n === 351 }))
+      )
+      const failing = new Set(events.filter((_, n) => n % 7 === 0 || n === 351).map(idOf))
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A", "B"), bodies: events }))
+      const ids = events.map(idOf)
+      tallyCalls.all = []
+      tallyCalls.one = 0
+      const b2 = yield* node.run(runBlock({ height: 2n, proposer: "A", votes: [{ sender: "B", ids }] }))
+      expect(b2.failures.map((f) => f.id)).toEqual([...failing].sort())
+      expect(b2.failures.every((f) => (f.error as { _tag: string })._tag === "NoteFailed")).toBe(true)
+      expect(b2.resolved).toEqual(ids.filter((id) => !failing.has(id)).sort())
+      const expected = [0, 1, 2].map((k) =>
+        BigInt(Array.from({ length: 700 }, (_, n) => n).filter((n) => n % 3 === k && n % 7 !== 0 && n !== 351).length)
+      )
+      for (const k of [0, 1, 2]) expect(yield* node.run(balanceOf(`acct-${k}`))).toBe(expected[k])
+      // Both ways ran: groups in one call, and the resolutions of failed groups alone.
+      expect(tallyCalls.all.some((size) => size > 1)).toBe(true)
+      expect(tallyCalls.one).toBeGreaterThan(0)
     }))
 
   it.scoped("still rolls back a resolve that fails only when re-applied", () =>

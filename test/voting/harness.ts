@@ -8,7 +8,7 @@ import { Data, Effect, Layer, Ref, Schema, type Scope } from "effect"
 import { EventLog } from "../../src/events/EventLog.js"
 import { EventStorage, EventStore } from "../../src/events/EventStore.js"
 import * as EventType from "../../src/events/EventType.js"
-import { credit, creditAccount } from "../../src/extensions/creditAccount.js"
+import { credit, creditAccount, creditAll } from "../../src/extensions/creditAccount.js"
 import { NodeInfo } from "../../src/listener/NodeInfo.js"
 import * as Migrations from "../../src/storage/migrations.js"
 import { Broadcaster, type BroadcasterConfig } from "../../src/voting/Broadcaster.js"
@@ -52,6 +52,42 @@ export const flakyResolution = Resolution.make({
   }
 })
 
+/** How `Tally` was applied: the size of every `resolveAll` call, and how many single `resolve` calls. */
+export const tallyCalls = { all: [] as Array<number>, one: 0 }
+
+/**
+ * A `Note` alike with `resolveAll`: each credits `account` with 1, then fails when `fail` is set.
+ * `resolveAll` credits the whole run with `creditAll`, then fails if any one is set to fail.
+ */
+export const Tally = EventType.make(
+  "tally",
+  EventType.json(Schema.Struct({ n: Schema.Number, account: Schema.String, fail: Schema.Boolean }))
+)
+export const tallyResolution = Resolution.make({
+  type: Tally,
+  resolve: (payload) => {
+    tallyCalls.one++
+    return Effect.zipRight(
+      credit(payload.account, 1n),
+      payload.fail ? Effect.fail(new NoteFailed({ n: payload.n })) : Effect.void
+    )
+  },
+  resolveAll: (items) => {
+    tallyCalls.all.push(items.length)
+    const failing = items.find(({ payload }) => payload.fail)
+    return Effect.zipRight(
+      creditAll(items.map(({ payload }) => ({ account: payload.account, amount: 1n }))),
+      failing === undefined ? Effect.void : Effect.fail(new NoteFailed({ n: failing.payload.n }))
+    )
+  }
+})
+
+export const tally = (n: number, options: { account?: string; fail?: boolean } = {}) =>
+  Effect.map(Tally.encode({ n, account: options.account ?? `acct-${n}`, fail: options.fail ?? false }), (body) => ({
+    type: Tally.name,
+    body
+  } satisfies VoteBody))
+
 export const note = (n: number, options: { account?: string; fail?: boolean } = {}) =>
   Effect.map(Note.encode({ n, account: options.account ?? `acct-${n}`, fail: options.fail ?? false }), (body) => ({
     type: Note.name,
@@ -73,7 +109,7 @@ export const nodeLayer = (
   config: BroadcasterConfig = {}
 ) => {
   const db = Migrations.layer.pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })))
-  const registry = ResolutionRegistry.layer(creditAccount, noteResolution, flakyResolution)
+  const registry = ResolutionRegistry.layer(creditAccount, noteResolution, flakyResolution, tallyResolution)
   const events = EventStore.layerSql.pipe(Layer.provideMerge(registry), Layer.provideMerge(db))
   const ledger = VoteLedger.layer.pipe(Layer.provideMerge(events))
   return Broadcaster.layer(config).pipe(
