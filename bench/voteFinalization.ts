@@ -5,7 +5,9 @@
  * `finalizeBlock`, in one transaction). Baseline: plain better-sqlite3 doing the same updates on
  * a copy of the same database (insert the votes, one aggregate query for what confirms, read and
  * write each balance, move the ids to `processed`, delete votes, resolutions and local events),
- * in one transaction with no savepoints. Bar: under 1 s.
+ * in one transaction with no savepoints. It credits row by row, whereas ours credits each run of
+ * up to 256 deposits with two statements (`credit_account`'s `resolveAll`). Both runs' balances
+ * are checked against the deposits. Bar: under 1 s.
  */
 import { SqlClient } from "@effect/sql"
 import Database from "better-sqlite3"
@@ -32,6 +34,19 @@ const nodeLayer = (file: string) => {
 
 const hex = (n: number, bytes: number) => `0x${n.toString(16).padStart(bytes * 2, "0")}` as const
 
+/** Deposit `i` of `prepare`: to one of 1,000 accounts, a distinct amount. */
+const deposit = (i: number) => ({ account: hex(1 + (i % 1_000), 20), amount: 1_000_000_000_000_000_000n + BigInt(i) })
+
+/** The balances `count` deposits must leave, as `identifier=balance` lines sorted by identifier. */
+const expectedBalances = (count: number): string => {
+  const sums = new Map<string, bigint>()
+  for (let i = 0; i < count; i++) {
+    const { account, amount } = deposit(i)
+    sums.set(account, (sums.get(account) ?? 0n) + amount)
+  }
+  return [...sums].sort(([a], [b]) => (a < b ? -1 : 1)).map(([a, b]) => `${a}=${b}`).join("\n")
+}
+
 /** Builds the database as block 1 left it: 10,000 open resolutions with the proposer's vote, the same events stored locally. */
 export const prepare = (file: string, count: number): Promise<ReadonlyArray<EventId.EventId>> =>
   Effect.runPromise(Effect.gen(function*() {
@@ -42,8 +57,7 @@ export const prepare = (file: string, count: number): Promise<ReadonlyArray<Even
       Effect.map(
         CreditAccount.encode({
           chainId: 31337n,
-          account: hex(1 + (i % 1_000), 20),
-          amount: 1_000_000_000_000_000_000n + BigInt(i),
+          ...deposit(i),
           txHash: hex(1 + Math.floor(i / 10), 32),
           logIndex: i % 10
         }),
@@ -61,8 +75,15 @@ export const prepare = (file: string, count: number): Promise<ReadonlyArray<Even
 /** CPU ms of each of our runs (this process only): what the block costs when the machine is not shared. */
 const cpuTimes: Array<number> = []
 
-/** Block 2 through the ledger; returns ms and how many resolved. */
-const ours = (file: string, ids: ReadonlyArray<EventId.EventId>): Promise<{ ms: number; resolved: number }> =>
+/** What one run did: its time, how many resolved, and the balances it left (as `expectedBalances`). */
+interface Run {
+  readonly ms: number
+  readonly resolved: number
+  readonly balances: string
+}
+
+/** Block 2 through the ledger. */
+const ours = (file: string, ids: ReadonlyArray<EventId.EventId>): Promise<Run> =>
   Effect.runPromise(Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const ledger = yield* VoteLedger
@@ -79,13 +100,13 @@ const ours = (file: string, ids: ReadonlyArray<EventId.EventId>): Promise<{ ms: 
     cpuTimes.push((cpu.user + cpu.system) / 1000)
     // Sanity: the balances are there and no local event is left.
     const left = yield* Effect.flatMap(EventLog, (log) => log.list())
+    if (left.length !== 0) throw new Error("finalization left local events")
     const accounts = yield* balances
-    if (left.length !== 0 || accounts.length === 0) throw new Error("finalization left events or credited nothing")
-    return { ms, resolved }
+    return { ms, resolved, balances: accounts.map((a) => `${a.identifier}=${a.balance}`).join("\n") }
   }).pipe(Effect.provide(nodeLayer(file)), Effect.scoped))
 
 /** The same block in plain SQL. */
-const plain = async (file: string, ids: ReadonlyArray<EventId.EventId>): Promise<{ ms: number; resolved: number }> => {
+const plain = async (file: string, ids: ReadonlyArray<EventId.EventId>): Promise<Run> => {
   const db = new Database(file)
   db.pragma("journal_mode = WAL")
   try {
@@ -124,7 +145,10 @@ const plain = async (file: string, ids: ReadonlyArray<EventId.EventId>): Promise
       resolved = rows.length
     })
     const ms = await time(() => block())
-    return { ms, resolved }
+    const accounts = db.prepare("SELECT identifier, balance FROM accounts ORDER BY identifier").all() as Array<
+      { identifier: string; balance: string }
+    >
+    return { ms, resolved, balances: accounts.map((a) => `${a.identifier}=${a.balance}`).join("\n") }
   } finally {
     db.close()
   }
@@ -141,8 +165,10 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
       copyFileSync(base, dir.path(name))
       return dir.path(name)
     }
-    const check = (r: { ms: number; resolved: number }) => {
+    const expected = expectedBalances(count)
+    const check = (r: Run) => {
       if (r.resolved !== count) throw new Error(`expected ${count} resolved, got ${r.resolved}`)
+      if (r.balances !== expected) throw new Error("the block left other balances than its deposits add up to")
       return r.ms
     }
     const figures = await sideBySide(
@@ -159,7 +185,8 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
       bar: "< 1000 ms",
       pass: figures.ours < 1000,
       note: `block 2: three VoteIds txs + finalizeBlock in one transaction; median of ${rounds} side-by-side rounds; ` +
-        "baseline: the same updates in plain better-sqlite3, no savepoints; " +
+        "baseline: the same updates in plain better-sqlite3, no savepoints, crediting row by row " +
+        "(ours: two statements a run of 256, credit_account's resolveAll); balances of both checked; " +
         `our CPU time (median) ${Math.round(median(cpuTimes))} ms`
     }]
   } finally {
