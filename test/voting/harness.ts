@@ -56,8 +56,9 @@ export const flakyResolution = Resolution.make({
 export const tallyCalls = { all: [] as Array<number>, one: 0 }
 
 /**
- * A `Note` alike with `resolveAll`: each credits `account` with 1, then fails when `fail` is set.
- * `resolveAll` credits the whole run with `creditAll`, then fails if any one is set to fail.
+ * A `Note` alike (same thresholds and expiry) with `resolveAll`: each credits `account` with 1,
+ * then fails when `fail` is set. `resolveAll` credits the whole run with `creditAll`, then fails
+ * if any one is set to fail.
  */
 export const Tally = EventType.make(
   "tally",
@@ -65,6 +66,9 @@ export const Tally = EventType.make(
 )
 export const tallyResolution = Resolution.make({
   type: Tally,
+  confirmationThreshold: noteResolution.confirmationThreshold,
+  refundThreshold: noteResolution.refundThreshold,
+  expirationPeriod: noteResolution.expirationPeriod,
   resolve: (payload) => {
     tallyCalls.one++
     return Effect.zipRight(
