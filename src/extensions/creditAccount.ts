@@ -201,7 +201,9 @@ export const credit = (account: string, amount: bigint): Effect.Effect<void, Sql
   )
 }
 
-const selectBalances = "SELECT identifier, balance FROM accounts WHERE identifier IN (SELECT value FROM json_each(?))"
+/** The stored balance of each key of a JSON array, by its position in the array. */
+const selectBalances =
+  "SELECT j.key AS position, a.balance AS balance FROM json_each(?) j JOIN accounts a ON a.identifier = j.value"
 // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to a join.
 const upsertBalances = "INSERT INTO accounts (identifier, balance) " +
   "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?) WHERE true " +
@@ -209,8 +211,11 @@ const upsertBalances = "INSERT INTO accounts (identifier, balance) " +
 
 /**
  * Adds each amount to its account, as `credit` on each pair in turn would (creating accounts
- * never credited), in two statements whatever the count: one read of the accounts' balances, one
- * upsert of their sums. Runs in the caller's transaction.
+ * never credited), and refreshes the balance hints. Any number of credits costs two statements
+ * (none for no credits): one read of the accounts' balances and one upsert of their sums, the
+ * keys going as JSON text. Stored balances are matched to keys by their position in that text, not
+ * by the identifier read back, which for a key that is not well-formed Unicode (a lone surrogate)
+ * is not the same JavaScript string. Runs in the caller's transaction.
  */
 export const creditAll = (
   credits: ReadonlyArray<{ readonly account: string; readonly amount: bigint }>
@@ -221,10 +226,14 @@ export const creditAll = (
     sums.set(key, (sums.get(key) ?? 0n) + amount)
   }
   if (sums.size === 0) return Effect.void
+  const keys = [...sums.keys()]
   return Effect.flatMap(
-    TxSql.query<{ identifier: string; balance: string }>(selectBalances, [JSON.stringify([...sums.keys()])]),
+    TxSql.query<{ position: number; balance: string }>(selectBalances, [JSON.stringify(keys)]),
     (rows) => {
-      for (const row of rows) sums.set(row.identifier, sums.get(row.identifier)! + BigInt(row.balance))
+      for (const row of rows) {
+        const key = keys[row.position]!
+        sums.set(key, sums.get(key)! + BigInt(row.balance))
+      }
       const balances = Array.from(sums, ([key, sum]) => [key, sum.toString()] as const)
       return Effect.map(TxSql.run(upsertBalances, [JSON.stringify(balances)]), () => {
         for (const [key, balance] of balances) remember(key, balance)

@@ -69,12 +69,17 @@ export interface Resolution<A, E = unknown> {
   /** Applies a confirmed resolution inside the node's SQL transaction; must be deterministic. */
   readonly resolve: (payload: A, context: ResolveContext) => Effect.Effect<void, E, SqlClient.SqlClient>
   /**
-   * Optional: applies a run of confirmed resolutions of this type (in id order) at once, for
-   * types confirmed by the thousand in a block, where a `resolve` per resolution costs a few
-   * statements and Effect steps each. When every one of them would succeed, it must leave the database exactly as `resolve`
-   * on each in turn would; when any one would fail, it must fail. The vote ledger then rolls
-   * back what it wrote and applies that run one `resolve` at a time, which finds the failing ones
-   * and undoes only theirs. Must be deterministic, as `resolve` is.
+   * Optional, for types confirmed by the thousand in a block, where one `resolve` per resolution
+   * costs a few statements and Effect steps each: applies several confirmed resolutions of this
+   * type at once, in id order. The vote ledger calls it for each group of two or more of them
+   * that are consecutive in id order within one optimistic run of 256 (a group ends at another
+   * type and at a run's end; a lone one goes to `resolve`).
+   *
+   * Contract: when every one of them would succeed, it leaves the database exactly as `resolve`
+   * on each in turn would; when any one would fail, it fails. Its error (or defect) is then
+   * dropped: the ledger rolls back what it wrote and applies that group one `resolve` and one
+   * savepoint at a time, which finds the failing ones, records their own errors and undoes only
+   * their writes. Being interrupted aborts the block, as for `resolve`. Must be deterministic.
    */
   readonly resolveAll?: (items: ReadonlyArray<Resolving<A>>) => Effect.Effect<void, E, SqlClient.SqlClient>
 }

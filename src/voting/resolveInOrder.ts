@@ -32,15 +32,17 @@ export const RESOLVE_BATCH = 256
  * Runs each confirmed resolution's `resolve` in id order, each as if in its own savepoint: a
  * failure undoes that resolution's writes only.
  *
- * This loop is the hot path of a block, so it is optimistic: a run of up to `RESOLVE_BATCH`
- * resolutions shares one savepoint, and consecutive resolutions of a type with `resolveAll` in
- * it are applied by one `resolveAll` call. When one fails (or a `resolveAll` does), the run is
- * rolled back, the resolutions before the failing one (or group) are re-applied one savepoint
- * each, the failing one is recorded (its writes are gone with the rollback), or each of the
- * failing group is applied alone, and the next run starts after it. Since `resolve` and
- * `resolveAll` are deterministic this ends in the same state as a savepoint per resolution, at a
- * fraction of the statements; only side effects outside the database (logs) of a re-applied
- * `resolve` repeat.
+ * This loop is the hot path of a block, so it is optimistic. A run of up to `RESOLVE_BATCH`
+ * resolutions shares one savepoint, and within it each group of consecutive resolutions of a type
+ * with `resolveAll` is applied by one `resolveAll` call. When a resolution (or a group) fails, the
+ * run is rolled back and the resolutions before it are re-applied one savepoint each. Then:
+ * - a single failing resolution is recorded (its writes are gone with the rollback);
+ * - each resolution of a failing group is applied alone, in its own savepoint, which records the
+ *   ones that fail.
+ * The next run starts after it. This ends in the same state as a savepoint per resolution because
+ * `resolve` is deterministic and `resolveAll` keeps its contract (the same writes as each
+ * `resolve` in turn, and a failure when any one would fail). Only side effects outside the
+ * database (logs, in-process caches) of a rolled-back `resolve` or `resolveAll` happen twice.
  */
 export const resolveInOrder = (confirmed: ReadonlyArray<Confirmed>, height: bigint) =>
   Effect.gen(function*() {

@@ -13,6 +13,7 @@ import {
   CreditAccount,
   type Payload
 } from "../../src/extensions/creditAccount.js"
+import { VoteLedger } from "../../src/voting/VoteLedger.js"
 import { makeNode, runBlock, type TestNode, validators } from "../voting/harness.js"
 
 const alice = "0x00000000000000000000000000000000000a11ce"
@@ -40,6 +41,30 @@ const confirm = (node: TestNode, height: bigint, bodies: ReadonlyArray<{ type: s
       votes: [{ sender: "B", ids }, { sender: "C", ids }]
     }))
   })
+
+/** `credit` of each, in order. */
+const oneCreditAtATime = (credits: ReadonlyArray<{ readonly account: string; readonly amount: bigint }>) =>
+  Effect.forEach(credits, (c) => credit(c.account, c.amount), { discard: true })
+
+/**
+ * The `accounts` rows of a fresh node, exactly as stored (SQLite's `quote` of each column), after
+ * `credited` (one `credit` each) and then `apply` in one transaction.
+ */
+const accountsAfter = (
+  credited: ReadonlyArray<{ readonly account: string; readonly amount: bigint }>,
+  apply: Effect.Effect<void, unknown, SqlClient.SqlClient>
+) =>
+  Effect.scoped(Effect.gen(function*() {
+    const node = yield* makeNode("A")
+    return yield* node.run(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* oneCreditAtATime(credited)
+      yield* sql.withTransaction(apply)
+      const rows = yield* sql<{ row: string }>`
+        SELECT quote(identifier) || ',' || quote(balance) AS row FROM accounts ORDER BY identifier`
+      return rows.map((r) => r.row)
+    }))
+  }))
 
 describe("credit_account payload", () => {
   it.effect.prop(
@@ -179,23 +204,24 @@ describe("credit_account resolution", () => {
           const hex = `a11ce${k}`.padStart(40, "0")
           return `0x${upper ? hex.toUpperCase() : hex}`
         }
+        const credited = before.map(([k, amount]) => ({ account: account(k), amount }))
         const credits = run.map(([k, upper, amount]) => ({ account: account(k, upper), amount }))
-        const state = (apply: Effect.Effect<void, unknown, SqlClient.SqlClient>) =>
-          Effect.scoped(Effect.gen(function*() {
-            const node = yield* makeNode("A")
-            return yield* node.run(Effect.gen(function*() {
-              const sql = yield* SqlClient.SqlClient
-              for (const [k, amount] of before) yield* credit(account(k), amount)
-              yield* sql.withTransaction(apply)
-              return yield* balances
-            }))
-          }))
-        const oneByOne = yield* state(Effect.forEach(credits, (c) => credit(c.account, c.amount), { discard: true }))
-        const atOnce = yield* state(creditAll(credits))
+        const oneByOne = yield* accountsAfter(credited, oneCreditAtATime(credits))
+        const atOnce = yield* accountsAfter(credited, creditAll(credits))
         expect(atOnce).toEqual(oneByOne)
       }),
     { fastCheck: { numRuns: 40 } }
   )
+
+  it.effect("creditAll credits a key that does not read back as itself (a lone surrogate) as credit does", () =>
+    Effect.gen(function*() {
+      const odd = "acct-\ud800"
+      const credits = [{ account: odd, amount: 2n }, { account: "acct-1", amount: 3n }, { account: odd, amount: 5n }]
+      const before = [{ account: odd, amount: 7n }]
+      const atOnce = yield* accountsAfter(before, creditAll(credits))
+      expect(atOnce).toEqual(yield* accountsAfter(before, oneCreditAtATime(credits)))
+      expect(atOnce.length).toBe(2)
+    }))
 
   it.scoped("credits a block of many deposits, one refused among them, as one by one would", () =>
     Effect.gen(function*() {
@@ -211,6 +237,27 @@ describe("credit_account resolution", () => {
       const sum = (parity: number) => payloads.filter((_, n) => n % 2 === parity).reduce((a, p) => a + p.amount, 0n)
       expect(yield* node.run(balanceOf(alice))).toBe(sum(0))
       expect(yield* node.run(balanceOf(bob))).toBe(sum(1))
+    }))
+
+  it.scoped("resolveAll leaves the same state, byte for byte, and outcome as resolve one by one", () =>
+    Effect.gen(function*() {
+      // The same blocks on two nodes: one credits runs with resolveAll, the other has none.
+      const { resolveAll: _, ...withoutAll } = creditAccount
+      const nodes = [yield* makeNode("A", {}, [creditAccount]), yield* makeNode("A", {}, [withoutAll])] as const
+      const accounts = [alice, bob, "0x00000000000000000000000000000000000c4a71"] as const
+      const first = yield* Effect.forEach(Array.from({ length: 40 }, (_, n) => n), (n) =>
+        body(deposit(accounts[n % 2]!, BigInt(n + 1), n + 1)))
+      const second = yield* Effect.forEach(Array.from({ length: 400 }, (_, n) => n), (n) =>
+        body(deposit(accounts[n % 3]!, n === 123 ? 0n : (1n << 200n) + BigInt(n), 1_000 + n)))
+      const digests = []
+      const outcomes = []
+      for (const node of nodes) {
+        outcomes.push([yield* confirm(node, 1n, first), yield* confirm(node, 3n, second)])
+        digests.push(yield* node.run(Effect.flatMap(VoteLedger, (ledger) => ledger.stateDigest)))
+      }
+      expect(outcomes[0]).toEqual(outcomes[1])
+      expect(outcomes[0]![1]!.failures.length).toBe(1)
+      expect(digests[0]).toBe(digests[1])
     }))
 
   it("uses Kwil's thresholds and expiry", async () => {

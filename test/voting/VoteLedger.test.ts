@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Exit } from "effect"
 import * as EventId from "../../src/events/EventId.js"
 import { EventLog } from "../../src/events/EventLog.js"
 import { VoteLedger } from "../../src/voting/VoteLedger.js"
@@ -15,8 +15,15 @@ import {
   runBlock,
   tally,
   tallyCalls,
-  validators
+  validators,
+  wayward
 } from "./harness.js"
+
+const resetTallyCalls = () => {
+  tallyCalls.all = []
+  tallyCalls.one = 0
+  tallyCalls.ids = []
+}
 
 const idOf = (event: { type: string; body: Uint8Array }) => EventId.make(event.type, event.body)
 const ABCD = validators("A", "B", "C", "D")
@@ -272,19 +279,20 @@ describe("VoteLedger lifecycle", () => {
       const events = yield* Effect.all(Array.from({ length: 600 }, (_, n) => tally(n, { account: `acct-${n % 3}` })))
       const ids = events.map(idOf)
       yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A", "B"), bodies: events }))
-      tallyCalls.all = []
-      tallyCalls.one = 0
+      resetTallyCalls()
       const b2 = yield* node.run(runBlock({ height: 2n, proposer: "A", votes: [{ sender: "B", ids }] }))
       expect(b2.resolved).toEqual([...ids].sort())
       expect(b2.failures).toEqual([])
-      expect(tallyCalls).toEqual({ all: [256, 256, 88], one: 0 })
+      // Each item came with its own context, in id order.
+      expect(tallyCalls).toEqual({ all: [256, 256, 88], one: 0, ids: [...ids].sort() })
       for (const k of [0, 1, 2]) expect(yield* node.run(balanceOf(`acct-${k}`))).toBe(200n)
     }))
 
   it.scoped("finds the failing ones of a failed resolveAll one by one, among other types, as one savepoint each would", () =>
     Effect.gen(function*() {
       const node = yield* makeNode("A")
-      // Two types interleaved by id, so runs break into groups; failures of both spread over them.
+      // Two types alternating by `n`, so shuffled by id: runs break into groups; failures of both
+      // spread over them.
       const events = yield* Effect.all(
         Array.from({ length: 700 }, (_, n) =>
           (n % 2 === 0 ? tally : note)(n, { account: `acct-${n % 3}`, fail: n % 7 === 0 || n === 351 }))
@@ -292,8 +300,7 @@ describe("VoteLedger lifecycle", () => {
       const failing = new Set(events.filter((_, n) => n % 7 === 0 || n === 351).map(idOf))
       yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A", "B"), bodies: events }))
       const ids = events.map(idOf)
-      tallyCalls.all = []
-      tallyCalls.one = 0
+      resetTallyCalls()
       const b2 = yield* node.run(runBlock({ height: 2n, proposer: "A", votes: [{ sender: "B", ids }] }))
       expect(b2.failures.map((f) => f.id)).toEqual([...failing].sort())
       expect(b2.failures.every((f) => (f.error as { _tag: string })._tag === "NoteFailed")).toBe(true)
@@ -305,6 +312,32 @@ describe("VoteLedger lifecycle", () => {
       // Both ways ran: groups in one call, and the resolutions of failed groups alone.
       expect(tallyCalls.all.some((size) => size > 1)).toBe(true)
       expect(tallyCalls.one).toBeGreaterThan(0)
+    }))
+
+  it.scoped("takes a resolveAll that dies for a failure: its run is applied one resolve at a time", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      const events = yield* Effect.all(Array.from({ length: 5 }, (_, n) => wayward(n, "die")))
+      const ids = events.map(idOf)
+      const b1 = yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A"), bodies: events }))
+      expect(b1.resolved).toEqual([...ids].sort())
+      expect(b1.failures).toEqual([])
+      for (let n = 0; n < 5; n++) expect(yield* node.run(balanceOf(`acct-${n}`))).toBe(1n)
+    }))
+
+  it.scoped("aborts the block when a resolveAll is interrupted, and nothing of the block stays", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      const events = yield* Effect.all(Array.from({ length: 3 }, (_, n) => wayward(n, "interrupt")))
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A", "B"), bodies: events }))
+      const ids = events.map(idOf)
+      const exit = yield* Effect.exit(node.run(runBlock({ height: 2n, proposer: "A", votes: [{ sender: "B", ids }] })))
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      // Still open, with B's votes gone with the block's transaction; nothing credited.
+      const open = yield* node.run(Effect.flatMap(VoteLedger, (l) => l.all))
+      expect(open.map((r) => r.id).sort()).toEqual([...ids].sort())
+      expect(open.every((r) => r.voters.join() === "A")).toBe(true)
+      for (let n = 0; n < 3; n++) expect(yield* node.run(balanceOf(`acct-${n}`))).toBe(0n)
     }))
 
   it.scoped("still rolls back a resolve that fails only when re-applied", () =>

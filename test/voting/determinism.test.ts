@@ -121,7 +121,10 @@ const model = () => {
   let power = new Map<string, bigint>()
   const open = new Map<string, { expiry: bigint; voters: Set<string>; fail: boolean; account: string }>()
   const processed = new Set<string>()
+  /** Each account's balance: 1 for each of its resolutions resolved without failing. */
+  const balances = new Map<string, bigint>()
   return {
+    balance: (account: string) => balances.get(account) ?? 0n,
     setValidators: (list: ReadonlyArray<Validator>) => {
       power = new Map(list.filter((v) => v.power > 0n).map((v) => [v.identity, v.power]))
     },
@@ -152,6 +155,7 @@ const model = () => {
         const approved = counted.reduce((a, v) => a + power.get(v)!, 0n)
         if (approved > 0n && approved >= need) {
           ;(r.fail ? failed : resolved).push(id)
+          if (!r.fail) balances.set(r.account, (balances.get(r.account) ?? 0n) + 1n)
         } else if (r.expiry <= height) {
           expired.push(id)
           if (approved > 0n && approved >= refundNeed) {
@@ -177,10 +181,10 @@ describe("VoteLedger against a model", () => {
     [fc.array(randomBlock, { minLength: 1, maxLength: 10 }), fc.shuffledSubarray([0, 1, 2, 3, 4, 5])],
     ([blocks, localOrder]) =>
       Effect.scoped(Effect.gen(function*() {
-        // Two resolution types alike but for `resolveAll` (tally has it), so runs of one type
-        // are applied at once, and failing runs one by one.
+        // Two resolution types alike but for `resolveAll`: most are tally (which has it), so runs
+        // of tally are applied at once, and a run holding the failing tally (3) one by one.
         const events = yield* Effect.all(
-          Array.from({ length: pool }, (_, n) => (n % 3 === 0 ? tally : note)(n, { fail: n % 4 === 3, account: `acct-${n % 2}` }))
+          Array.from({ length: pool }, (_, n) => (n % 3 === 1 ? note : tally)(n, { fail: n % 4 === 3, account: `acct-${n % 2}` }))
         )
         const unknown = { type: "stranger", body: new Uint8Array([1]) }
         const all = [...events, unknown]
@@ -236,6 +240,9 @@ describe("VoteLedger against a model", () => {
             expired: first.outcome.expired,
             refunds: first.outcome.refunds
           }).toEqual(expected)
+          for (const account of ["acct-0", "acct-1"]) {
+            expect(yield* nodes[0].run(balanceOf(account))).toBe(reference.balance(account))
+          }
         }
       })),
     { fastCheck: { numRuns: 40 } }

@@ -52,8 +52,11 @@ export const flakyResolution = Resolution.make({
   }
 })
 
-/** How `Tally` was applied: the size of every `resolveAll` call, and how many single `resolve` calls. */
-export const tallyCalls = { all: [] as Array<number>, one: 0 }
+/**
+ * How `Tally` was applied: the size of every `resolveAll` call, how many single `resolve` calls,
+ * and the id of each item's context that `resolveAll` got.
+ */
+export const tallyCalls = { all: [] as Array<number>, one: 0, ids: [] as Array<string> }
 
 /**
  * A `Note` alike (same thresholds and expiry) with `resolveAll`: each credits `account` with 1,
@@ -78,6 +81,7 @@ export const tallyResolution = Resolution.make({
   },
   resolveAll: (items) => {
     tallyCalls.all.push(items.length)
+    for (const { context } of items) tallyCalls.ids.push(context.id)
     const failing = items.find(({ payload }) => payload.fail)
     return Effect.zipRight(
       creditAll(items.map(({ payload }) => ({ account: payload.account, amount: 1n }))),
@@ -92,11 +96,37 @@ export const tally = (n: number, options: { account?: string; fail?: boolean } =
     body
   } satisfies VoteBody))
 
+/**
+ * A resolution whose `resolve` credits `account` with 1, and whose `resolveAll` dies (a defect)
+ * or is interrupted, as the first of its items says.
+ */
+export const Wayward = EventType.make(
+  "wayward",
+  EventType.json(Schema.Struct({ n: Schema.Number, account: Schema.String, mode: Schema.Literal("die", "interrupt") }))
+)
+export const waywardResolution = Resolution.make({
+  type: Wayward,
+  resolve: (payload) => credit(payload.account, 1n),
+  resolveAll: (items) => items[0]!.payload.mode === "die" ? Effect.dieMessage("wayward resolveAll") : Effect.interrupt
+})
+
+export const wayward = (n: number, mode: "die" | "interrupt") =>
+  Effect.map(Wayward.encode({ n, account: `acct-${n}`, mode }), (body) => ({ type: Wayward.name, body } satisfies VoteBody))
+
 export const note = (n: number, options: { account?: string; fail?: boolean } = {}) =>
   Effect.map(Note.encode({ n, account: options.account ?? `acct-${n}`, fail: options.fail ?? false }), (body) => ({
     type: Note.name,
     body
   } satisfies VoteBody))
+
+/** The resolution types every test node knows, unless it is given others. */
+export const defaultResolutions: ReadonlyArray<Resolution.AnyResolution> = [
+  creditAccount,
+  noteResolution,
+  flakyResolution,
+  tallyResolution,
+  waywardResolution
+]
 
 export type NodeServices =
   | VoteLedger
@@ -110,10 +140,11 @@ export type NodeServices =
 export const nodeLayer = (
   identity: string,
   submitted: Ref.Ref<ReadonlyArray<VoteTx>>,
-  config: BroadcasterConfig = {}
+  config: BroadcasterConfig = {},
+  resolutions: ReadonlyArray<Resolution.AnyResolution> = defaultResolutions
 ) => {
   const db = Migrations.layer.pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })))
-  const registry = ResolutionRegistry.layer(creditAccount, noteResolution, flakyResolution, tallyResolution)
+  const registry = ResolutionRegistry.layer(...resolutions)
   const events = EventStore.layerSql.pipe(Layer.provideMerge(registry), Layer.provideMerge(db))
   const ledger = VoteLedger.layer.pipe(Layer.provideMerge(events))
   return Broadcaster.layer(config).pipe(
@@ -134,11 +165,12 @@ export interface TestNode {
 /** A node living as long as the enclosing scope. */
 export const makeNode = (
   identity: string,
-  config: BroadcasterConfig = {}
+  config: BroadcasterConfig = {},
+  resolutions: ReadonlyArray<Resolution.AnyResolution> = defaultResolutions
 ): Effect.Effect<TestNode, unknown, Scope.Scope> =>
   Effect.gen(function*() {
     const submitted = yield* Ref.make<ReadonlyArray<VoteTx>>([])
-    const context = yield* Layer.build(nodeLayer(identity, submitted, config))
+    const context = yield* Layer.build(nodeLayer(identity, submitted, config, resolutions))
     return { identity, submitted, run: (effect) => Effect.provide(effect, context) }
   })
 
