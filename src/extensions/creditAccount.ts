@@ -252,9 +252,9 @@ const invalidAmount = (payload: Payload) =>
   })
 
 /**
- * The resolution: 2/3 to confirm, 1/3 to refund, expiry after 600 blocks (Kwil's values). A run
+ * The resolution: 2/3 to confirm, 1/3 to refund, expiry after 600 blocks (Kwil's values). A group
  * of deposits confirmed together is credited by `creditAll` (two statements), and fails as a whole
- * on the first refused amount, which the vote ledger then finds by crediting the run one by one.
+ * on the first refused amount, which the vote ledger then finds by crediting the group one by one.
  */
 export const creditAccount = Resolution.make({
   type: CreditAccount,
