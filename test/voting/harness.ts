@@ -17,11 +17,11 @@ import { ResolutionRegistry } from "../../src/voting/ResolutionRegistry.js"
 import { type BlockInfo, type Validator, VoteLedger } from "../../src/voting/VoteLedger.js"
 import { VoteTransport, type VoteBody, type VoteTx } from "../../src/voting/VoteTransport.js"
 
+/** The payload of `Note` and `Tally`. */
+const NotePayload = Schema.Struct({ n: Schema.Number, account: Schema.String, fail: Schema.Boolean })
+
 /** A test payload: `resolve` credits `account` with 1, then fails when `fail` is set (the credit must roll back). */
-export const Note = EventType.make(
-  "note",
-  EventType.json(Schema.Struct({ n: Schema.Number, account: Schema.String, fail: Schema.Boolean }))
-)
+export const Note = EventType.make("note", EventType.json(NotePayload))
 
 export class NoteFailed extends Data.TaggedError("NoteFailed")<{ readonly n: number }> {}
 
@@ -63,21 +63,15 @@ export const tallyCalls = { all: [] as Array<number>, one: 0, ids: [] as Array<s
  * then fails when `fail` is set. `resolveAll` credits the whole run with `creditAll`, then fails
  * if any one is set to fail.
  */
-export const Tally = EventType.make(
-  "tally",
-  EventType.json(Schema.Struct({ n: Schema.Number, account: Schema.String, fail: Schema.Boolean }))
-)
+export const Tally = EventType.make("tally", EventType.json(NotePayload))
 export const tallyResolution = Resolution.make({
   type: Tally,
   confirmationThreshold: noteResolution.confirmationThreshold,
   refundThreshold: noteResolution.refundThreshold,
   expirationPeriod: noteResolution.expirationPeriod,
-  resolve: (payload) => {
+  resolve: (payload, context) => {
     tallyCalls.one++
-    return Effect.zipRight(
-      credit(payload.account, 1n),
-      payload.fail ? Effect.fail(new NoteFailed({ n: payload.n })) : Effect.void
-    )
+    return noteResolution.resolve(payload, context)
   },
   resolveAll: (items) => {
     tallyCalls.all.push(items.length)
@@ -90,11 +84,14 @@ export const tallyResolution = Resolution.make({
   }
 })
 
-export const tally = (n: number, options: { account?: string; fail?: boolean } = {}) =>
-  Effect.map(Tally.encode({ n, account: options.account ?? `acct-${n}`, fail: options.fail ?? false }), (body) => ({
-    type: Tally.name,
+/** A body of `type` (`Note` or `Tally`) for `n`, crediting `acct-<n>` unless told another account. */
+const noteBody = (type: typeof Note) => (n: number, options: { account?: string; fail?: boolean } = {}) =>
+  Effect.map(type.encode({ n, account: options.account ?? `acct-${n}`, fail: options.fail ?? false }), (body) => ({
+    type: type.name,
     body
   } satisfies VoteBody))
+
+export const tally = noteBody(Tally)
 
 /**
  * A resolution whose `resolve` credits `account` with 1, and whose `resolveAll` dies (a defect)
@@ -113,11 +110,7 @@ export const waywardResolution = Resolution.make({
 export const wayward = (n: number, mode: "die" | "interrupt") =>
   Effect.map(Wayward.encode({ n, account: `acct-${n}`, mode }), (body) => ({ type: Wayward.name, body } satisfies VoteBody))
 
-export const note = (n: number, options: { account?: string; fail?: boolean } = {}) =>
-  Effect.map(Note.encode({ n, account: options.account ?? `acct-${n}`, fail: options.fail ?? false }), (body) => ({
-    type: Note.name,
-    body
-  } satisfies VoteBody))
+export const note = noteBody(Note)
 
 /** The resolution types every test node knows, unless it is given others. */
 export const defaultResolutions: ReadonlyArray<Resolution.AnyResolution> = [
