@@ -129,12 +129,23 @@ export const chainIdWord = (chainId: bigint): string => chainId.toString(16).pad
  * word, those two words, the tx hash and the log index word. The same bytes as encoding
  * `decodeCredit`'s payload with `CreditAccount` (the tests check it), without the round trip
  * through a payload, which was a visible share of a catch-up's CPU profile.
+ *
+ * The words are written in place into a slice of Node's `Buffer` pool, and the body is a plain
+ * `Uint8Array` view of it: a fresh `Uint8Array` seen through a `Buffer` (its `.buffer` must
+ * then be materialized) cost twice as much.
+ * Throws when `log` is not canonical (data not 64 bytes of hex, a hash not 32): a caller that
+ * skipped `decodeCredit`'s checks gets a defect, never a body with bytes left unwritten.
  */
 export const creditBody = (log: EthLog, chainWord: string): Uint8Array => {
-  const hex = chainWord + log.data.slice(2) + log.transactionHash.slice(2) + log.logIndex.toString(16).padStart(64, "0")
-  const body = new Uint8Array(160)
-  Buffer.from(body.buffer, body.byteOffset, body.byteLength).write(hex, "hex")
-  return body
+  const body = Buffer.allocUnsafe(160)
+  const written = body.write(chainWord, 0, 32, "hex") + body.write(log.data.slice(2), 32, 64, "hex") +
+    body.write(log.transactionHash.slice(2), 96, 32, "hex")
+  if (written !== 128 || log.data.length !== 130 || log.transactionHash.length !== 66) {
+    throw new Error(`creditBody: log ${log.transactionHash}:${log.logIndex} is not a canonical Credit log`)
+  }
+  body.fill(0, 128, 156)
+  body.writeUInt32BE(log.logIndex, 156)
+  return new Uint8Array(body.buffer, body.byteOffset, 160)
 }
 
 // --- the listener -----------------------------------------------------------------------------

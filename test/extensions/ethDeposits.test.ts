@@ -78,6 +78,15 @@ describe("decodeCredit", () => {
       }
     }
   })
+
+  it.each([
+    ["data with a non-hex digit", log({ data: `0x${creditData(ACCOUNT, 5n).slice(2, -1)}g` as Hex })],
+    ["data one byte short", log({ data: creditData(ACCOUNT, 5n).slice(0, -2) as Hex })],
+    ["a short tx hash", log({ transactionHash: "0x1234" })],
+    ["a tx hash with a non-hex digit", log({ transactionHash: `0x${"ab".repeat(31)}zz` })]
+  ] as const)("creditBody throws on %s rather than leave bytes unwritten", (_, bad) => {
+    expect(() => EthDeposits.creditBody(bad, EthDeposits.chainIdWord(1n))).toThrow(/not a canonical Credit log/)
+  })
 })
 
 describe("checkpoint codec", () => {
