@@ -19,13 +19,15 @@
  * )
  * ```
  *
- * The stream is pull-based: a batch is fetched when the consumer asks for it (a consumer that wants
- * the next range fetched while it stores one adds `Stream.buffer`, as eth_deposits does), and a
- * consumer that stops (or crashes) before saving simply resumes from its last saved checkpoint.
+ * The stream is pull-based, with one range fetched ahead: while a batch is fetched, the next
+ * range's logs are already asked for (see `fetchBatch`), and that range waits, in memory only,
+ * for the next pull. A consumer that wants whole batches made while it stores one adds
+ * `Stream.buffer`, as eth_deposits does. A consumer that stops (or crashes) before saving simply
+ * resumes from its last saved checkpoint.
  */
-import { Data, Deferred, Duration, Effect, Metric, Option, Ref, Schedule, Stream, SubscriptionRef } from "effect"
+import { Data, Deferred, Duration, Effect, Fiber, Metric, Option, Ref, Schedule, Stream, SubscriptionRef } from "effect"
 import type { Hash } from "viem"
-import { type BlockHeader, type EthLog, EthereumClient, type LogFilter } from "./EthereumClient.js"
+import { type EthLog, EthereumClient, type LogFilter } from "./EthereumClient.js"
 import { InconsistentChain, isHealable, LogRangeIrreducible, type RpcError } from "./errors.js"
 import * as LogRange from "./LogRange.js"
 import * as Retry from "./Retry.js"
@@ -178,6 +180,8 @@ const inconsistency = (logs: ReadonlyArray<EthLog>, from: bigint, to: bigint, to
 export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerError, EthereumClient> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const client = yield* EthereumClient
+    /** The stream's scope: a unit started ahead (see `fetchBatch`) is interrupted when it closes. */
+    const scope = yield* Effect.scope
     const policy = LogRange.policy(options.range)
     const retrySchedule = Retry.schedule(options.retry)
     const rpc = Retry.healable(options.retry)
@@ -190,11 +194,6 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
     /** Recent checkpoints, ascending: candidates for the common ancestor. */
     const known = yield* Ref.make<ReadonlyArray<Checkpoint>>([options.from])
     const range = yield* Ref.make(LogRange.initial(policy))
-    /**
-     * The next range's `to` block, fetched with this range's post check (see `fetchBatch`); taken,
-     * whatever it holds, by the next attempt.
-     */
-    const carried = yield* Ref.make<BlockHeader | undefined>(undefined)
     const confirmedMax = yield* Ref.make(-1n)
     const tagCache = yield* Ref.make<{ readonly head: bigint; readonly confirmed: bigint } | undefined>(undefined)
 
@@ -300,58 +299,92 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
     }).pipe(Effect.annotateLogs({ height: String(cp.height), expected, actual }))
 
     /**
+     * One range's unit, on ONE node (a node without block `to` must not answer its logs; a failed
+     * step moves the whole unit to the next URL): block `to` (the pre check), the logs, then block
+     * `to` again (the post check) and the checkpoint's block (the anchor), together. The anchor is
+     * checked after the logs, so the logs come from a chain that still held it. `preChecked` is
+     * completed with block `to`'s hash as soon as the pre check has it: the next range may start
+     * then (see `fetchBatch`); `launch` completes it with none if the unit ends without one.
+     */
+    const unit = (cp: Checkpoint, from: bigint, to: bigint, preChecked: Deferred.Deferred<Option.Option<Hash>>) => {
+      // The start has no hash to check (and block -1 does not exist).
+      const anchored = cp.hash !== undefined && cp.height >= 0n
+      return rpc(
+        client.sameNode(Effect.gen(function*() {
+          const pre = yield* served(to)
+          yield* Deferred.succeed(preChecked, Option.some(pre.hash))
+          const logs = yield* client.getLogs({ ...options.filter, fromBlock: from, toBlock: to })
+          const problem = inconsistency(logs, from, to, pre.hash)
+          if (problem !== undefined) return yield* new InconsistentChain({ detail: problem })
+          const [post, anchor] = yield* Effect.all(
+            [served(to), anchored ? Effect.asSome(served(cp.height)) : Effect.succeedNone],
+            { concurrency: 2 }
+          )
+          if (post.hash !== pre.hash) {
+            return yield* new InconsistentChain({ detail: `block ${to} changed from ${pre.hash} to ${post.hash}` })
+          }
+          if (Option.isSome(anchor) && anchor.value.hash !== cp.hash) {
+            return { _tag: "Moved" as const, actual: anchor.value.hash }
+          }
+          return { _tag: "Logs" as const, logs, toHash: pre.hash }
+        })).pipe(
+          Effect.catchTag("RangeTooLarge", (refusal) => Effect.succeed({ _tag: "Refused" as const, refusal }))
+        )
+      )
+    }
+
+    /** A unit running in its own fiber (in the stream's scope), with the range it covers. */
+    const launch = (cp: Checkpoint, from: bigint, to: bigint) =>
+      Effect.gen(function*() {
+        const preChecked = yield* Deferred.make<Option.Option<Hash>>()
+        const fiber = yield* Effect.forkIn(
+          Effect.ensuring(unit(cp, from, to, preChecked), Deferred.succeed(preChecked, Option.none())),
+          scope
+        )
+        return { cp, from, to, preChecked, fiber }
+      })
+    type Launched = Effect.Effect.Success<ReturnType<typeof launch>>
+
+    /** The next range's unit, started while this one's checks ran; dropped when the plan changed. */
+    const ahead = yield* Ref.make<Launched | undefined>(undefined)
+    const dropAhead = Effect.flatMap(
+      Ref.getAndSet(ahead, undefined),
+      (a) => (a === undefined ? Effect.void : Fiber.interrupt(a.fiber))
+    )
+    /** The unit of `[from, to]` after `cp`: the one started ahead if it is that very unit, else a new one. */
+    const unitFor = (cp: Checkpoint, from: bigint, to: bigint) =>
+      Effect.flatMap(Ref.getAndSet(ahead, undefined), (a) =>
+        a !== undefined && a.from === from && a.to === to && a.cp.height === cp.height && a.cp.hash === cp.hash
+          ? Effect.succeed(a)
+          : Effect.zipRight(a === undefined ? Effect.void : Fiber.interrupt(a.fiber), launch(cp, from, to)))
+
+    /**
      * The batch after `cp`: adapts the range to refusals and checks the logs against the `to`
      * hash. Or `Moved` when `cp`'s block is no longer canonical (a finality violation).
+     *
+     * Pipelined: once this range's pre check has block `to`'s hash, the next range's unit starts
+     * with that block as its checkpoint, as if this range succeeded, so two `eth_getLogs` are in
+     * flight: the node works on the next logs while we read and check these (one at a time, the
+     * node idled while we parsed each answer). That unit checks itself in full, and it is used
+     * only if this range then succeeds with that very hash and the next plan is unchanged (else it
+     * is interrupted and the range fetched afresh). At most two ranges are ever in flight: the
+     * one after the next starts only once this one is done.
      */
     const fetchBatch = (cp: Checkpoint, confirmed: bigint) => Effect.gen(function*() {
       const from = cp.height + 1n
-      // The start has no hash to check (and block -1 does not exist).
-      const anchored = cp.hash !== undefined && cp.height >= 0n
       for (;;) {
         const state = yield* Ref.get(range)
         const to = LogRange.end(state, from, confirmed)
-        let ahead = yield* Ref.getAndSet(carried, undefined)
-        // The next range's end if this one succeeds (and it is confirmed already).
-        const nextTo = to < confirmed ? LogRange.end(LogRange.succeeded(policy, state), to + 1n, confirmed) : undefined
-        // Block `to`, its logs, then block `to` again and the checkpoint's block, together: one
-        // unit on ONE node (a node without block `to` must not answer its logs), and a failed step
-        // moves the whole unit to the next URL. The checkpoint is checked after the logs, so the
-        // logs come from a chain that still held it. With the post check go the checkpoint's block
-        // and the next range's `to` block (its pre check: fetched after these logs, so before its
-        // own), at once: one round trip for the three, and the next range starts with its logs.
-        // A carried pre check may come from another URL than the unit's: a node on another fork
-        // or without the block then fails the post check, and the range is fetched again.
-        const result = yield* rpc(
-          client.sameNode(Effect.gen(function*() {
-            // Used by the unit's first attempt only: a retry (after a failure it may have caused)
-            // checks afresh.
-            const pre = ahead !== undefined && ahead.number === to ? ahead : yield* served(to)
-            ahead = undefined
-            const logs = yield* client.getLogs({ ...options.filter, fromBlock: from, toBlock: to })
-            const problem = inconsistency(logs, from, to, pre.hash)
-            if (problem !== undefined) return yield* new InconsistentChain({ detail: problem })
-            const [post, anchor, next] = yield* Effect.all(
-              [
-                served(to),
-                anchored ? Effect.asSome(served(cp.height)) : Effect.succeedNone,
-                // Only a help: a failure here leaves the next range to fetch its own.
-                nextTo === undefined ? Effect.succeedNone : Effect.orElseSucceed(client.block(nextTo), Option.none)
-              ],
-              { concurrency: 3 }
-            )
-            if (post.hash !== pre.hash) {
-              return yield* new InconsistentChain({ detail: `block ${to} changed from ${pre.hash} to ${post.hash}` })
-            }
-            if (Option.isSome(anchor) && anchor.value.hash !== cp.hash) {
-              return { _tag: "Moved" as const, actual: anchor.value.hash }
-            }
-            return { _tag: "Logs" as const, logs, toHash: pre.hash, next }
-          })).pipe(
-            Effect.catchTag("RangeTooLarge", (refusal) => Effect.succeed({ _tag: "Refused" as const, refusal }))
-          )
-        )
+        const current = yield* unitFor(cp, from, to)
+        if (to < confirmed) {
+          const nextTo = LogRange.end(LogRange.succeeded(policy, state), to + 1n, confirmed)
+          const toHash = yield* Deferred.await(current.preChecked)
+          if (Option.isSome(toHash)) yield* Ref.set(ahead, yield* launch({ height: to, hash: toHash.value }, to + 1n, nextTo))
+        }
+        const result = yield* Fiber.join(current.fiber)
         if (result._tag === "Moved") return result
         if (result._tag === "Refused") {
+          yield* dropAhead
           const blocks = LogRange.span(from, to)
           const next = LogRange.refused(state, blocks, result.refusal.hint)
           if (Option.isNone(next)) return yield* new LogRangeIrreducible({ block: from, cause: result.refusal })
@@ -362,11 +395,13 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
           continue
         }
         yield* Ref.update(range, (s) => LogRange.succeeded(policy, s))
-        yield* Ref.set(carried, Option.getOrUndefined(result.next))
         const logs = [...result.logs].sort(compareLogs)
         return new Batch({ from, to, toHash: result.toHash, logs, confirmed })
       }
     }).pipe(
+      // Whatever ran ahead was planned on this range succeeding: drop it on any other outcome.
+      Effect.tap((r) => (r._tag === "Moved" ? dropAhead : Effect.void)),
+      Effect.tapErrorCause(() => dropAhead),
       // An inconsistent answer is retried as a whole (with backoff); the other errors already were.
       Effect.retry({ schedule: retrySchedule, while: (e) => e._tag === "InconsistentChain" })
     )

@@ -183,21 +183,76 @@ describe("LogFollower", () => {
       expect(chain.calls.get("eth_getLogs")).toBe(2)
     }))
 
-  it.effect("a catch-up of n ranges takes 2n + 1 round trips: the next range's block check goes with the post check", () =>
+  it.effect("pipelines a catch-up: the next range's logs are asked for while this range is checked", () =>
     Effect.gen(function*() {
-      const chain = new FakeChain(31) // confirmed 25: ranges end at 9, 21 and 25 (see the reorg test)
+      const chain = new FakeChain(61) // confirmed 55: ranges end at 9, 21, 36, 54 and 55
       chain.latency = "100 millis"
-      const f = yield* start(chain.layer, { range: { initial: 10 } })
-      // Each call answers after 100 ms. The head is known at 100 ms; the first range takes 3 round
-      // trips (400 ms), each next one 2: the third is done at 800 ms (with 3 each, at 1,000).
-      yield* TestClock.adjust("690 millis") // t = 700 ms
-      expect(batches(yield* f.events).map((b) => b.to)).toEqual([9n, 21n])
-      yield* TestClock.adjust("100 millis") // t = 800 ms
-      expect(batches(yield* f.events).map((b) => b.to)).toEqual([9n, 21n, 25n])
-      expect(apply(yield* f.events).logs).toEqual(logsUpTo(chain, 25n))
+      let inFlight = 0
+      let mostInFlight = 0
+      const client = EthereumClient.of({
+        ...chain.client,
+        getLogs: (p) =>
+          Effect.suspend(() => {
+            mostInFlight = Math.max(mostInFlight, ++inFlight)
+            return chain.client.getLogs(p)
+          }).pipe(Effect.ensuring(Effect.sync(() => inFlight--)))
+      })
+      const stamped = yield* Ref.make<ReadonlyArray<readonly [bigint, number]>>([])
+      yield* LogFollower.follow({ filter: { address: CONTRACT, topics: [TOPIC] }, from: LogFollower.startAt(0n), confirmations: 5, range: { initial: 10 } }).pipe(
+        Stream.runForEach((e) =>
+          Effect.flatMap(TestClock.currentTimeMillis, (t) =>
+            Ref.update(stamped, (xs) => [...xs, [e._tag === "Batch" ? e.to : -1n, t] as const])
+          )
+        ),
+        Effect.provide(Layer.succeed(EthereumClient, client)),
+        Effect.fork
+      )
+      yield* TestClock.adjust("1500 millis")
+      // Each call answers after 100 ms; the head is known at 100. A range is its block check, its
+      // logs, then its post check and anchor: 3 round trips. The next range starts once this one's
+      // block check is in, so two ranges take 4 round trips rather than 6 (one after another:
+      // 400, 600, 800, 1000, 1200 with the next block check carried along, 400, 700, ... without).
+      expect(yield* Ref.get(stamped)).toEqual([[9n, 400], [21n, 500], [36n, 700], [54n, 800], [55n, 1000]])
+      expect(mostInFlight).toBe(2)
+      expect(chain.requests.map(([from, to]) => [from, to])).toEqual([[0n, 9n], [10n, 21n], [22n, 36n], [37n, 54n], [55n, 55n]])
     }))
 
-  it.effect("a next-range block check taken before a reorg is never trusted: the range is fetched again", () =>
+  it.effect("a range started ahead on a chain that then moved under the range before it is never used", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(31) // confirmed 25: ranges end at 9, 21 and 25
+      chain.latency = "100 millis"
+      const old = new Set(chain.allLogs().filter((l) => l.blockNumber >= 6n).map((l) => l.transactionHash))
+      // Block 9 is asked for three times: the first range's block check (t = 100), its post check
+      // (t = 200) and, as the anchor, by the range started ahead (t = 300). The post check answers
+      // late, after a reorg of blocks 6..30: by then the range ahead checked itself in full on the
+      // old chain, against the old hash of block 9.
+      let calls = 0
+      const client = EthereumClient.of({
+        ...chain.client,
+        block: (ref) =>
+          Effect.suspend(() =>
+            ref === 9n && ++calls === 2
+              ? Effect.delay(Effect.suspend(() => {
+                chain.reorg(25)
+                return chain.client.block(ref)
+              }), "1 second")
+              : chain.client.block(ref)
+          )
+      })
+      const f = yield* start(Layer.succeed(EthereumClient, client), { range: { initial: 10 } })
+      yield* TestClock.adjust("10 seconds")
+      const events = yield* f.events
+      expect(events.every((e) => e._tag === "Batch")).toBe(true)
+      const { checkpoint, logs } = apply(events)
+      expect(checkpoint).toEqual({ height: 25n, hash: blockHash(chain, 25n) })
+      expect(logs).toEqual(logsUpTo(chain, 25n))
+      expect(logs.filter((l) => old.has(l.transactionHash))).toEqual([])
+      // The first range again after its failed post check; the second on the old chain (ahead),
+      // then again on the new one.
+      expect(chain.requests.filter(([from]) => from === 10n)).toHaveLength(2)
+    }))
+
+  it.effect("a range whose end was replaced by a reorg after its block check is fetched again", () =>
     Effect.gen(function*() {
       const chain = new FakeChain(31)
       const orphaned = chain.blocks[21]!.logs[0]!
