@@ -14,10 +14,11 @@
  *   range), `eth_getLogs` through the same client, each event decoded and broadcast in its own
  *   `EventStore.transaction`, then the range's checkpoint in one more. Informative.
  * - (c) a raw pipeline: the least code that stores the same events, with nothing of ours but the
- *   pure helpers (`creditBody`, `EventId.make`): the same ranges as (a), as plain POSTs one range
- *   ahead (as ours fetches), and per range one raw better-sqlite3 transaction (WAL, as the SQL
- *   client opens it) of prepared `INSERT`s and the checkpoint. Informative: how far ours is from
- *   plain code; its own ratio to (a) shows how near the bare floor plain code gets here.
+ *   pure helpers (`creditBody`, `EventId.make`): the same ranges as (a), as plain POSTs with two
+ *   ranges in flight (as ours fetches), and per range one raw better-sqlite3 transaction (WAL, as
+ *   the SQL client opens it) of prepared `INSERT`s and the checkpoint. Informative: how far ours
+ *   is from plain code; its own ratio to (a) shows how near the bare floor plain code gets here.
+ *   The notes also give it with one range in flight at a time.
  *
  * Each round runs the four side by side, in a rotating order; figures are medians.
  */
@@ -187,8 +188,9 @@ export const bare = async (target: Target, ranges: ReadonlyArray<readonly [bigin
 
 /**
  * (c) The raw pipeline over a fresh database `file` (migrated, then opened with raw better-sqlite3
- * in WAL): the same ranges as bare POSTs, with `inFlight` requests asked before the current range
- * is stored (1: the next range's, as ours fetches one batch ahead); per range one transaction of
+ * in WAL): the same ranges as bare POSTs, `inFlight` of them asked at a time (2, as ours: the
+ * next range's request is on the wire while this one's is; 1: the next is asked once this one's
+ * answer is in, and is on the wire while this range is stored); per range one transaction of
  * prepared `INSERT`s (body by `creditBody`, id by `EventId.make`) and the range's checkpoint (a
  * plain JSON height). Returns ms (the first request to the last commit).
  */
@@ -197,7 +199,7 @@ export const raw = async (
   target: Target,
   ranges: ReadonlyArray<readonly [bigint, bigint]>,
   chainId: bigint,
-  inFlight = 1
+  inFlight: number
 ): Promise<number> => {
   await migrateFile(file)
   const db = new Database(file)
@@ -283,7 +285,7 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
         const a: Array<number> = []
         const b: Array<number> = []
         const c: Array<number> = []
-        const c2: Array<number> = []
+        const c1: Array<number> = []
         /** Throws unless `file` holds exactly the chain's deposits. */
         const check = (file: string, who: string) => {
           const n = storedEvents(file)
@@ -308,13 +310,13 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
           },
           async (r: number) => {
             const file = dir.path(`raw-${r}.db`)
-            c.push(await raw(file, target, ranges, chainId))
+            c.push(await raw(file, target, ranges, chainId, 2))
             check(file, "the raw pipeline")
           },
           async (r: number) => {
             const file = dir.path(`raw2-${r}.db`)
-            c2.push(await raw(file, target, ranges, chainId, 2))
-            check(file, "the raw pipeline with two ranges in flight")
+            c1.push(await raw(file, target, ranges, chainId, 1))
+            check(file, "the raw pipeline with one range in flight")
           }
         ]
         for (let r = 0; r < rounds; r++) {
@@ -326,8 +328,8 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
         const mc = median(c)
         const size = `${(spec.blocks).toLocaleString("en")} blocks, ${built.logs.toLocaleString("en")} deposits`
         const all = (xs: ReadonlyArray<number>) => xs.map((x) => Math.round(x)).join(", ")
-        const rawBare = `raw/bare = ${(mc / ma).toFixed(2)}; with two ranges in flight ` +
-          `(${all(c2)} ms) ${(median(c2) / ma).toFixed(2)}`
+        const rawBare = `raw/bare = ${(mc / ma).toFixed(2)}; with one range in flight at a time ` +
+          `(${all(c1)} ms) ${(median(c1) / ma).toFixed(2)}`
         const common = `median of ${rounds} rounds (ours ${all(o)} ms; bare ${all(a)} ms; original ${all(b)} ms; raw ${all(c)} ms); ` +
           `${ranges.length} eth_getLogs ranges (${ranges.map(([f, t]) => Number(t - f + 1n)).join(",")} blocks); ` +
           `chain built in ${(built.buildMs / 1000).toFixed(1)} s (anvil --hardfork cancun --prune-history)`
@@ -361,7 +363,7 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
             ratio: mo / mc,
             bar: "informative (how far ours is from plain code)",
             pass: mo / mc < 2,
-            note: `raw = the same ranges as plain POSTs one range ahead, creditBody + EventId.make, one raw ` +
+            note: `raw = the same ranges as plain POSTs, two in flight as ours, creditBody + EventId.make, one raw ` +
               `better-sqlite3 transaction per range (prepared INSERTs + the checkpoint, WAL); ${rawBare}; ` +
               `pass: < 2x (ours at most doubles what plain code pays for the same events)`
           }
