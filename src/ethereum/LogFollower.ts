@@ -396,7 +396,8 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
         }
         yield* Ref.update(range, (s) => LogRange.succeeded(policy, s))
         const logs = [...result.logs].sort(compareLogs)
-        return new Batch({ from, to, toHash: result.toHash, logs, confirmed })
+        // The range the unit covered (the plan's, as `unitFor` checks), so a batch cannot name another.
+        return new Batch({ from: current.from, to: current.to, toHash: result.toHash, logs, confirmed })
       }
     }).pipe(
       // Whatever ran ahead was planned on this range succeeding: drop it on any other outcome.

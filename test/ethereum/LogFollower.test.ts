@@ -252,6 +252,60 @@ describe("LogFollower", () => {
       expect(chain.requests.filter(([from]) => from === 10n)).toHaveLength(2)
     }))
 
+  it.effect("a range started ahead whose end is no longer the plan (the confirmed head grew) is interrupted, never used", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(31) // confirmed 25: ranges 0..9, 10..21, then 22..25 started ahead
+      chain.latency = "100 millis"
+      const client = EthereumClient.of({
+        ...chain.client,
+        getLogs: (p) =>
+          p.fromBlock === 10n
+            ? Effect.delay(chain.client.getLogs(p), "2 seconds")
+            : p.fromBlock === 22n && p.toBlock === 25n
+            ? Effect.delay(chain.client.getLogs(p), "5 seconds")
+            : chain.client.getLogs(p)
+      })
+      const f = yield* start(Layer.succeed(EthereumClient, client), { range: { initial: 10 } })
+      yield* TestClock.adjust("600 millis")
+      chain.mine(10) // head 40, confirmed 35: the next range after 21 is 22..35 now
+      yield* TestClock.adjust("20 seconds")
+      const events = yield* f.events
+      expect(events.every((e) => e._tag === "Batch")).toBe(true)
+      for (const b of batches(events)) {
+        expect(b.toHash).toBe(blockHash(chain, b.to))
+        expect(b.logs).toEqual(chain.allLogs().filter((l) => l.blockNumber >= b.from && l.blockNumber <= b.to))
+      }
+      expect(apply(events).checkpoint).toEqual({ height: 35n, hash: blockHash(chain, 35n) })
+      // Interrupted before the node answered it.
+      expect(chain.requests.some(([from, to]) => from === 22n && to === 25n)).toBe(false)
+    }))
+
+  it.effect("a unit that fails for good before its block check fails the stream (nothing waits on it)", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(31)
+      chain.failNext("eth_getBlockByNumber", new RpcBadRequest({ method: "eth_getBlockByNumber", detail: "bad" }))
+      const f = yield* start(chain.layer, { range: { initial: 10 } })
+      yield* TestClock.adjust("10 seconds")
+      const exit = yield* Fiber.poll(f.fiber)
+      expect(Option.isSome(exit) && Exit.isFailure(exit.value)).toBe(true)
+    }))
+
+  it.effect("a stream interrupted mid catch-up stops the range started ahead too: no call after", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(61)
+      chain.latency = "100 millis"
+      const f = yield* start(chain.layer, { range: { initial: 10 } })
+      yield* TestClock.adjust("350 millis") // the first range's post check and the next range's logs in flight
+      expect(chain.calls.get("eth_getLogs")).toBe(2)
+      expect(chain.requests).toEqual([[0n, 9n]]) // a request is recorded when answered
+      yield* Fiber.interrupt(f.fiber)
+      const calls = () => [...chain.calls.values()].reduce((a, b) => a + b, 0)
+      const before = calls()
+      yield* TestClock.adjust("10 seconds")
+      expect(calls()).toBe(before)
+      expect(chain.requests).toEqual([[0n, 9n]])
+    }))
+
   it.effect("a range whose end was replaced by a reorg after its block check is fetched again", () =>
     Effect.gen(function*() {
       const chain = new FakeChain(31)
