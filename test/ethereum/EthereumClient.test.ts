@@ -68,6 +68,22 @@ const block = (n: number) => ({
   transactions: []
 })
 
+/** The address of the logs below. */
+const address = "0x00000000000000000000000000000000000000c0"
+
+/** The one log of block `n`, as `eth_getLogs` answers it. */
+const log = (n: number) => ({
+  address,
+  topics: [`0x${"e".repeat(64)}`],
+  data: "0x01",
+  blockNumber: `0x${n.toString(16)}`,
+  blockHash: block(n).hash,
+  transactionHash: `0x${n.toString(16).padStart(64, "c")}`,
+  transactionIndex: "0x0",
+  logIndex: "0x0",
+  removed: false
+})
+
 describe("EthereumClient (viem, scripted servers)", () => {
   it.scoped("a lagging URL behind the fallback never moves the head back", () =>
     Effect.gen(function*() {
@@ -274,18 +290,6 @@ describe("EthereumClient (viem, scripted servers)", () => {
 
   it.live("a stale fallback node never answers the logs of blocks it does not have: the batch is complete", () =>
     Effect.scoped(Effect.gen(function*() {
-      const address = "0x00000000000000000000000000000000000000c0"
-      const log = (n: number) => ({
-        address,
-        topics: [`0x${"e".repeat(64)}`],
-        data: "0x01",
-        blockNumber: `0x${n.toString(16)}`,
-        blockHash: block(n).hash,
-        transactionHash: `0x${n.toString(16).padStart(64, "c")}`,
-        transactionIndex: "0x0",
-        logIndex: "0x0",
-        removed: false
-      })
       const logsOf = (req: Request) => {
         const { fromBlock, toBlock } = req.params[0] as { fromBlock: string; toBlock: string }
         const out = []
@@ -334,6 +338,45 @@ describe("EthereumClient (viem, scripted servers)", () => {
       // The stale node was asked for block 20 (and had none), never for its logs.
       expect(stale.requests.map((r) => r.method)).toContain("eth_getBlockByNumber")
       expect(stale.requests.map((r) => r.method)).not.toContain("eth_getLogs")
+    })))
+
+  it.live("a range started ahead is a unit of its own: it moves to the next URL when its node fails, whatever node the range before it is on", () =>
+    Effect.scoped(Effect.gen(function*() {
+      // Both nodes are at block 20; the first one fails every eth_getLogs from block 15 on.
+      const node = (refuseFrom: number) =>
+        server((req) => {
+          if (req.method === "eth_blockNumber") return { result: "0x14" }
+          if (req.method === "eth_getBlockByNumber") {
+            const n = Number(req.params[0] as string)
+            return { result: n <= 20 ? block(n) : null }
+          }
+          if (req.method === "eth_getLogs") {
+            const { fromBlock, toBlock } = req.params[0] as { fromBlock: string; toBlock: string }
+            if (Number(fromBlock) >= refuseFrom) return { status: 503, raw: "down" }
+            const out = []
+            for (let n = Number(fromBlock); n <= Math.min(Number(toBlock), 20); n++) out.push(log(n))
+            return { result: out }
+          }
+          return { error: { code: -32601, message: "method not found" } }
+        })
+      const first = yield* node(15)
+      const second = yield* node(Infinity)
+      const layer = EthereumClient.layer({ urls: [first.url, second.url], timeout: Duration.seconds(2) })
+      // Ranges 10..14 (on the first node) and 15..20, started ahead while 10..14 is checked there.
+      const events = yield* LogFollower.follow({
+        filter: { address },
+        from: LogFollower.startAt(10n),
+        confirmations: 0,
+        range: { initial: 5 },
+        retry: { base: Duration.millis(10), cap: Duration.millis(50) }
+      }).pipe(Stream.take(2), Stream.runCollect, Effect.provide(layer), Effect.timeout("10 seconds"))
+      const batches = Chunk.toReadonlyArray(events).filter((e): e is LogFollower.Batch => e._tag === "Batch")
+      expect(batches.map((b) => [b.from, b.to, b.toHash])).toEqual([[10n, 14n, block(14).hash], [15n, 20n, block(20).hash]])
+      expect(batches.flatMap((b) => b.logs.map((l) => l.blockNumber))).toEqual(Array.from({ length: 11 }, (_, i) => BigInt(10 + i)))
+      const logsAskedOf = (s: typeof first) =>
+        s.requests.filter((r) => r.method === "eth_getLogs").map((r) => Number((r.params[0] as { fromBlock: string }).fromBlock))
+      expect(logsAskedOf(first)).toEqual([10, 15])
+      expect(logsAskedOf(second)).toEqual([15])
     })))
 
   it.scoped("an unreachable URL is RpcUnavailable, and calls are counted by method and outcome", () =>
