@@ -25,7 +25,7 @@
  * `Stream.buffer`, as eth_deposits does. A consumer that stops (or crashes) before saving simply
  * resumes from its last saved checkpoint.
  */
-import { Data, Deferred, Duration, Effect, Fiber, Metric, Option, Ref, Schedule, Stream, SubscriptionRef } from "effect"
+import { Data, Deferred, Duration, Effect, Exit, Fiber, Metric, Option, Ref, Schedule, Stream, SubscriptionRef } from "effect"
 import type { Hash } from "viem"
 import { type EthLog, EthereumClient, type LogFilter } from "./EthereumClient.js"
 import { InconsistentChain, isHealable, LogRangeIrreducible, type RpcError } from "./errors.js"
@@ -306,7 +306,8 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
      * completed with block `to`'s hash as soon as the pre check has it: the next range may start
      * then (see `fetchBatch`); `launch` completes it with none if the unit ends without one.
      */
-    const unit = (cp: Checkpoint, from: bigint, to: bigint, preChecked: Deferred.Deferred<Option.Option<Hash>>) => {
+    const unit = (cp: Checkpoint, to: bigint, preChecked: Deferred.Deferred<Option.Option<Hash>>) => {
+      const from = cp.height + 1n
       // The start has no hash to check (and block -1 does not exist).
       const anchored = cp.hash !== undefined && cp.height >= 0n
       return rpc(
@@ -333,15 +334,15 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
       )
     }
 
-    /** A unit running in its own fiber (in the stream's scope), with the range it covers. */
-    const launch = (cp: Checkpoint, from: bigint, to: bigint) =>
+    /** The unit of `(cp.height, to]` running in its own fiber (in the stream's scope). */
+    const launch = (cp: Checkpoint, to: bigint) =>
       Effect.gen(function*() {
         const preChecked = yield* Deferred.make<Option.Option<Hash>>()
         const fiber = yield* Effect.forkIn(
-          Effect.ensuring(unit(cp, from, to, preChecked), Deferred.succeed(preChecked, Option.none())),
+          Effect.ensuring(unit(cp, to, preChecked), Deferred.succeed(preChecked, Option.none())),
           scope
         )
-        return { cp, from, to, preChecked, fiber }
+        return { cp, to, preChecked, fiber }
       })
     type Launched = Effect.Effect.Success<ReturnType<typeof launch>>
 
@@ -351,12 +352,12 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
       Ref.getAndSet(ahead, undefined),
       (a) => (a === undefined ? Effect.void : Fiber.interrupt(a.fiber))
     )
-    /** The unit of `[from, to]` after `cp`: the one started ahead if it is that very unit, else a new one. */
-    const unitFor = (cp: Checkpoint, from: bigint, to: bigint) =>
-      Effect.flatMap(Ref.getAndSet(ahead, undefined), (a) =>
-        a !== undefined && a.from === from && a.to === to && a.cp.height === cp.height && a.cp.hash === cp.hash
-          ? Effect.succeed(a)
-          : Effect.zipRight(a === undefined ? Effect.void : Fiber.interrupt(a.fiber), launch(cp, from, to)))
+    /** The unit of `(cp.height, to]`: the one started ahead if it is that very unit, else a new one. */
+    const unitFor = (cp: Checkpoint, to: bigint) =>
+      Effect.flatMap(Ref.get(ahead), (a) =>
+        a !== undefined && a.to === to && a.cp.height === cp.height && a.cp.hash === cp.hash
+          ? Effect.as(Ref.set(ahead, undefined), a)
+          : Effect.zipRight(dropAhead, launch(cp, to)))
 
     /**
      * The batch after `cp`: adapts the range to refusals and checks the logs against the `to`
@@ -375,16 +376,15 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
       for (;;) {
         const state = yield* Ref.get(range)
         const to = LogRange.end(state, from, confirmed)
-        const current = yield* unitFor(cp, from, to)
+        const current = yield* unitFor(cp, to)
         if (to < confirmed) {
           const nextTo = LogRange.end(LogRange.succeeded(policy, state), to + 1n, confirmed)
           const toHash = yield* Deferred.await(current.preChecked)
-          if (Option.isSome(toHash)) yield* Ref.set(ahead, yield* launch({ height: to, hash: toHash.value }, to + 1n, nextTo))
+          if (Option.isSome(toHash)) yield* Ref.set(ahead, yield* launch({ height: to, hash: toHash.value }, nextTo))
         }
         const result = yield* Fiber.join(current.fiber)
         if (result._tag === "Moved") return result
         if (result._tag === "Refused") {
-          yield* dropAhead
           const blocks = LogRange.span(from, to)
           const next = LogRange.refused(state, blocks, result.refusal.hint)
           if (Option.isNone(next)) return yield* new LogRangeIrreducible({ block: from, cause: result.refusal })
@@ -397,12 +397,12 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
         yield* Ref.update(range, (s) => LogRange.succeeded(policy, s))
         const logs = [...result.logs].sort(compareLogs)
         // The range the unit covered (the plan's, as `unitFor` checks), so a batch cannot name another.
-        return new Batch({ from: current.from, to: current.to, toHash: result.toHash, logs, confirmed })
+        return new Batch({ from: current.cp.height + 1n, to: current.to, toHash: result.toHash, logs, confirmed })
       }
     }).pipe(
-      // Whatever ran ahead was planned on this range succeeding: drop it on any other outcome.
-      Effect.tap((r) => (r._tag === "Moved" ? dropAhead : Effect.void)),
-      Effect.tapErrorCause(() => dropAhead),
+      // Whatever ran ahead was planned on this range succeeding: drop it on any other outcome (a
+      // refusal's new plan drops it in `unitFor`).
+      Effect.onExit((exit) => (Exit.isSuccess(exit) && exit.value._tag === "Batch" ? Effect.void : dropAhead)),
       // An inconsistent answer is retried as a whole (with backoff); the other errors already were.
       Effect.retry({ schedule: retrySchedule, while: (e) => e._tag === "InconsistentChain" })
     )

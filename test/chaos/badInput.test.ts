@@ -15,7 +15,7 @@ import { join } from "node:path"
 import { type Address, encodeAbiParameters, type Hex, pad } from "viem"
 import * as Node from "../../layers/Node.js"
 import { EventStore } from "../../src/events/EventStore.js"
-import { EthereumClient, type EthLog } from "../../src/ethereum/EthereumClient.js"
+import type { EthLog } from "../../src/ethereum/EthereumClient.js"
 import { loadConfigFile } from "../../src/extensions/configFile.js"
 import { creditTopic } from "../../src/extensions/contracts/index.js"
 import { CreditAccount, type Payload } from "../../src/extensions/creditAccount.js"
@@ -238,8 +238,7 @@ describe("chaos: bad input changes nothing stored", () => {
         (l) => ({ ...l, data: `${creditData(5n)}${"00".repeat(64 * 1024)}` }) // an oversized log
       ]
       const chain = new FakeChain(kinds.length + 3)
-      const client = EthereumClient.of({
-        ...chain.client,
+      const scripted = chain.layerWith({
         getLogs: (p) => Effect.map(chain.client.getLogs(p), (logs) => logs.map((l) => kinds[Number(l.blockNumber) % kinds.length]!(l)))
       })
       const db = yield* seededWith(false)
@@ -248,7 +247,7 @@ describe("chaos: bad input changes nothing stored", () => {
       const section = { rpc_provider: "http://127.0.0.1:1", contract_address: CONTRACT, required_confirmations: "2", starting_height: "0" }
       yield* Effect.gen(function*() {
         const fiber = yield* Effect.fork(Effect.scoped(
-          EthDeposits.makeEthDeposits({ ...Chaos.fast, client: () => Layer.succeed(EthereumClient, client) }).run
+          EthDeposits.makeEthDeposits({ ...Chaos.fast, client: () => scripted }).run
         ))
         // Head = kinds + 2, 2 confirmations: blocks 0..kinds confirmed, all malformed.
         const kv = (yield* EventStore).kv

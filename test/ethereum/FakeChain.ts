@@ -136,6 +136,11 @@ export class FakeChain {
   })
 
   readonly layer = Layer.succeed(EthereumClient, this.client)
+
+  /** The client with some members replaced (a scripted fault, a rewritten answer), as a layer. */
+  layerWith(overrides: Partial<EthereumClient["Type"]>): Layer.Layer<EthereumClient> {
+    return Layer.succeed(EthereumClient, EthereumClient.of({ ...this.client, ...overrides }))
+  }
 }
 
 export const blockHash = (chain: FakeChain, n: bigint): Hash => chain.blocks[Number(n)]!.hash

@@ -189,8 +189,7 @@ describe("LogFollower", () => {
       chain.latency = "100 millis"
       let inFlight = 0
       let mostInFlight = 0
-      const client = EthereumClient.of({
-        ...chain.client,
+      const scripted = chain.layerWith({
         getLogs: (p) =>
           Effect.suspend(() => {
             mostInFlight = Math.max(mostInFlight, ++inFlight)
@@ -204,7 +203,7 @@ describe("LogFollower", () => {
             Ref.update(stamped, (xs) => [...xs, [e._tag === "Batch" ? e.to : -1n, t] as const])
           )
         ),
-        Effect.provide(Layer.succeed(EthereumClient, client)),
+        Effect.provide(scripted),
         Effect.fork
       )
       yield* TestClock.adjust("1500 millis")
@@ -227,8 +226,7 @@ describe("LogFollower", () => {
       // check answers late, after a reorg of blocks 6..30: by then the range ahead checked itself
       // in full on the old chain, against the old hash of block 9.
       let calls = 0
-      const client = EthereumClient.of({
-        ...chain.client,
+      const scripted = chain.layerWith({
         block: (ref) =>
           Effect.suspend(() =>
             ref === 9n && ++calls === 2
@@ -239,7 +237,7 @@ describe("LogFollower", () => {
               : chain.client.block(ref)
           )
       })
-      const f = yield* start(Layer.succeed(EthereumClient, client), { range: { initial: 10 } })
+      const f = yield* start(scripted, { range: { initial: 10 } })
       yield* TestClock.adjust("10 seconds")
       const events = yield* f.events
       expect(events.every((e) => e._tag === "Batch")).toBe(true)
@@ -256,8 +254,7 @@ describe("LogFollower", () => {
     Effect.gen(function*() {
       const chain = new FakeChain(31) // confirmed 25: ranges 0..9, 10..21, then 22..25 started ahead
       chain.latency = "100 millis"
-      const client = EthereumClient.of({
-        ...chain.client,
+      const scripted = chain.layerWith({
         getLogs: (p) =>
           p.fromBlock === 10n
             ? Effect.delay(chain.client.getLogs(p), "2 seconds")
@@ -265,7 +262,7 @@ describe("LogFollower", () => {
             ? Effect.delay(chain.client.getLogs(p), "5 seconds")
             : chain.client.getLogs(p)
       })
-      const f = yield* start(Layer.succeed(EthereumClient, client), { range: { initial: 10 } })
+      const f = yield* start(scripted, { range: { initial: 10 } })
       yield* TestClock.adjust("600 millis")
       chain.mine(10) // head 40, confirmed 35: the next range after 21 is 22..35 now
       yield* TestClock.adjust("20 seconds")
@@ -313,8 +310,7 @@ describe("LogFollower", () => {
       // The second range's logs are asked for after a reorg that replaced its end (block 21), whose
       // block check came with the first range's post check, before the reorg.
       let reorged = false
-      const client = EthereumClient.of({
-        ...chain.client,
+      const scripted = chain.layerWith({
         getLogs: (p) =>
           Effect.suspend(() => {
             if (p.fromBlock === 10n && !reorged) {
@@ -324,7 +320,7 @@ describe("LogFollower", () => {
             return chain.client.getLogs(p)
           })
       })
-      const f = yield* start(Layer.succeed(EthereumClient, client), { range: { initial: 10 } })
+      const f = yield* start(scripted, { range: { initial: 10 } })
       yield* TestClock.adjust("5 seconds")
       const events = yield* f.events
       expect(events.every((e) => e._tag === "Batch")).toBe(true)
@@ -392,8 +388,7 @@ describe("LogFollower", () => {
     Effect.gen(function*() {
       const chain = new FakeChain(21)
       let subscriptions = 0
-      const deadSocket = Layer.succeed(EthereumClient, {
-        ...chain.client,
+      const deadSocket = chain.layerWith({
         subscribes: true,
         // Emits the head once, then never again: a socket that died without closing.
         newHeads: Stream.suspend(() => {
@@ -413,8 +408,7 @@ describe("LogFollower", () => {
   it.effect("polls heads when the provider refuses the subscription", () =>
     Effect.gen(function*() {
       const chain = new FakeChain(21)
-      const refused = Layer.succeed(EthereumClient, {
-        ...chain.client,
+      const refused = chain.layerWith({
         subscribes: true,
         newHeads: Stream.fail(new RpcBadRequest({ method: "eth_subscribe", detail: "method not supported" }))
       })

@@ -8,7 +8,7 @@ import { Effect, Either, Exit, Fiber, Layer, Metric, Option, TestClock } from "e
 import { type Address, encodeAbiParameters, type Hex, pad } from "viem"
 import { EventLog } from "../../src/events/EventLog.js"
 import { EventStore } from "../../src/events/EventStore.js"
-import { EthereumClient, type EthLog } from "../../src/ethereum/EthereumClient.js"
+import type { EthLog } from "../../src/ethereum/EthereumClient.js"
 import { ListenerContext } from "../../src/listener/Listener.js"
 import { ListenerManager } from "../../src/listener/ListenerManager.js"
 import { ListenerRegistry } from "../../src/listener/ListenerRegistry.js"
@@ -139,11 +139,10 @@ const section = (overrides: Record<string, string> = {}) => ({
 
 /** The listener over `chain`, each log's data replaced by `data(log)`. */
 const creditsOn = (chain: FakeChain, data: (log: EthLog) => Hex) => {
-  const client = EthereumClient.of({
-    ...chain.client,
+  const scripted = chain.layerWith({
     getLogs: (p) => Effect.map(chain.client.getLogs(p), (logs) => logs.map((l) => ({ ...l, data: data(l) })))
   })
-  return { chain, listener: EthDeposits.makeEthDeposits({ client: () => Layer.succeed(EthereumClient, client) }) }
+  return { chain, listener: EthDeposits.makeEthDeposits({ client: () => scripted }) }
 }
 
 describe("the listener, without a chain", () => {
