@@ -19,9 +19,9 @@
  * )
  * ```
  *
- * The stream is pull-based, with one range fetched ahead: while a batch is fetched, the next
- * range's logs are already asked for (see `fetchBatch`), and that range waits, in memory only,
- * for the next pull. A consumer that wants whole batches made while it stores one adds
+ * The stream is pull-based, with ranges fetched ahead: while a batch is fetched, the next
+ * `inFlight - 1` ranges are too (see `fetchBatch`), and they wait, in memory only, for the next
+ * pulls. A consumer that wants whole batches made while it stores one adds
  * `Stream.buffer`, as eth_deposits does. A consumer that stops (or crashes) before saving simply
  * resumes from its last saved checkpoint.
  */
@@ -127,6 +127,11 @@ export interface Options {
   readonly confirmations: Confirmation
   /** The adaptive `eth_getLogs` range (start 1000 blocks; `max` is the chunk size). */
   readonly range?: Partial<LogRange.Policy>
+  /**
+   * Ranges fetched at once while catching up (default 4): a provider sees up to this many
+   * `eth_getLogs` at once. 1 fetches one range at a time.
+   */
+  readonly inFlight?: number
   /** A new-heads source silent this long is re-made (Kwil's `reconnection_interval`; default 60 s). */
   readonly reconnectionInterval?: Duration.DurationInput
   /** How often to poll heads when the provider refuses subscriptions (default 4 s). */
@@ -142,6 +147,9 @@ export interface Options {
   /** How many recent batch checkpoints the follower keeps for finding ancestors (default 256). */
   readonly historySize?: number
 }
+
+/** Ranges fetched at once by default (see `Options.inFlight`). */
+export const defaultInFlight = 4
 
 /** Deep reorgs seen (a health signal: it should stay 0). */
 export const finalityViolations = Metric.counter("eth_follower_finality_violations_total", {
@@ -189,6 +197,7 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
     const reconnection = Duration.decode(options.reconnectionInterval ?? Duration.seconds(60))
     const pollInterval = Duration.decode(options.pollInterval ?? Duration.seconds(4))
     const confirmations = options.confirmations
+    const inFlight = Math.max(1, Math.floor(options.inFlight ?? defaultInFlight))
 
     const checkpoint = yield* Ref.make<Checkpoint>(options.from)
     /** Recent checkpoints, ascending: candidates for the common ancestor. */
@@ -299,109 +308,131 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
     }).pipe(Effect.annotateLogs({ height: String(cp.height), expected, actual }))
 
     /**
-     * One range's unit, on ONE node (a node without block `to` must not answer its logs; a failed
-     * step moves the whole unit to the next URL): block `to` (the pre check), the logs, then block
-     * `to` again (the post check) and the checkpoint's block (the anchor), together. The anchor is
-     * checked after the logs, so the logs come from a chain that still held it. `preChecked` is
-     * completed with block `to`'s hash as soon as the pre check has it: the next range may start
-     * then (see `fetchBatch`); `launch` completes it with none if the unit ends without one.
+     * The unit of the range `[from, to]`, on ONE node (a node without block `to` must not answer
+     * its logs; a failed step moves the whole unit to the next URL): block `to` (the pre check),
+     * the logs, then block `to` again (the post check) and, when `anchored`, block `from - 1`
+     * (the anchor), together. The anchor is read after the logs, so the logs come from a chain
+     * that still held it; whether it is the checkpoint's block is decided by whoever uses the
+     * unit (`fetchBatch`), so a unit needs nothing from the range before it and any number can run
+     * at once.
      */
-    const unit = (cp: Checkpoint, to: bigint, preChecked: Deferred.Deferred<Option.Option<Hash>>) => {
-      const from = cp.height + 1n
-      // The start has no hash to check (and block -1 does not exist).
-      const anchored = cp.hash !== undefined && cp.height >= 0n
-      return rpc(
+    const unit = (from: bigint, to: bigint, anchored: boolean) =>
+      rpc(
         client.sameNode(Effect.gen(function*() {
           const pre = yield* served(to)
-          yield* Deferred.succeed(preChecked, Option.some(pre.hash))
           const logs = yield* client.getLogs({ ...options.filter, fromBlock: from, toBlock: to })
           const problem = inconsistency(logs, from, to, pre.hash)
           if (problem !== undefined) return yield* new InconsistentChain({ detail: problem })
           const [post, anchor] = yield* Effect.all(
-            [served(to), anchored ? Effect.asSome(served(cp.height)) : Effect.succeedNone],
+            [served(to), anchored ? Effect.asSome(served(from - 1n)) : Effect.succeedNone],
             { concurrency: 2 }
           )
           if (post.hash !== pre.hash) {
             return yield* new InconsistentChain({ detail: `block ${to} changed from ${pre.hash} to ${post.hash}` })
           }
-          if (Option.isSome(anchor) && anchor.value.hash !== cp.hash) {
-            return { _tag: "Moved" as const, actual: anchor.value.hash }
-          }
-          return { _tag: "Logs" as const, logs, toHash: pre.hash }
+          return { _tag: "Logs" as const, logs, toHash: pre.hash, anchor: Option.map(anchor, (b) => b.hash) }
         })).pipe(
           Effect.catchTag("RangeTooLarge", (refusal) => Effect.succeed({ _tag: "Refused" as const, refusal }))
         )
       )
-    }
 
-    /** The unit of `(cp.height, to]` running in its own fiber (in the stream's scope). */
-    const launch = (cp: Checkpoint, to: bigint) =>
-      Effect.gen(function*() {
-        const preChecked = yield* Deferred.make<Option.Option<Hash>>()
-        const fiber = yield* Effect.forkIn(
-          Effect.ensuring(unit(cp, to, preChecked), Deferred.succeed(preChecked, Option.none())),
-          scope
-        )
-        return { cp, to, preChecked, fiber }
-      })
+    /**
+     * The unit of `[from, to]` running in its own fiber, in the stream's scope (closing it
+     * interrupts the unit). `ahead`: started before the checkpoint it continues was known.
+     */
+    const launch = (from: bigint, to: bigint, anchored: boolean, ahead: boolean) =>
+      Effect.map(Effect.forkIn(unit(from, to, anchored), scope), (fiber) => ({ from, to, ahead, fiber }))
     type Launched = Effect.Effect.Success<ReturnType<typeof launch>>
 
-    /** The next range's unit, started while this one's checks ran; dropped when the plan changed. */
-    const ahead = yield* Ref.make<Launched | undefined>(undefined)
-    const dropAhead = Effect.flatMap(
-      Ref.getAndSet(ahead, undefined),
-      (a) => (a === undefined ? Effect.void : Fiber.interrupt(a.fiber))
-    )
-    /** The unit of `(cp.height, to]`: the one started ahead if it is that very unit, else a new one. */
-    const unitFor = (cp: Checkpoint, to: bigint) =>
-      Effect.flatMap(Ref.get(ahead), (a) =>
-        a !== undefined && a.to === to && a.cp.height === cp.height && a.cp.hash === cp.hash
-          ? Effect.as(Ref.set(ahead, undefined), a)
-          : Effect.zipRight(dropAhead, launch(cp, to)))
+    /** The units started for the ranges after the one being fetched, in order. */
+    const ahead = yield* Ref.make<ReadonlyArray<Launched>>([])
+    const dropAhead = Effect.flatMap(Ref.getAndSet(ahead, []), (units) => Fiber.interruptAll(units.map((u) => u.fiber)))
+    /**
+     * Whether ranges are fetched ahead: only once a range succeeded since the start or the last
+     * refusal, so a provider's range limit is probed one request at a time, not a window at once.
+     */
+    const sizeAccepted = yield* Ref.make(false)
+
+    /**
+     * The units of the next `inFlight` ranges from `cp`, the first being the range to fetch now:
+     * those already started if they cover these ranges (any end: a shorter range than the plan
+     * is still a whole range), the rest started now, each range sized as if all before it
+     * succeed. A started unit from elsewhere (the plan changed: a refusal, a rewind) is
+     * interrupted. Just the first range until a size was accepted (see `sizeAccepted`).
+     */
+    const window = (cp: Checkpoint, state: LogRange.State, confirmed: bigint) =>
+      Effect.gen(function*() {
+        const width = (yield* Ref.get(sizeAccepted)) ? inFlight : 1
+        const started = yield* Ref.getAndSet(ahead, [])
+        const units: Array<Launched> = []
+        let from = cp.height + 1n
+        for (const u of started) {
+          if (u.from !== from || units.length === width) {
+            yield* Fiber.interrupt(u.fiber)
+            continue
+          }
+          units.push(u)
+          from = u.to + 1n
+        }
+        let sized = state
+        for (let i = 0; i < units.length; i++) sized = LogRange.succeeded(policy, sized)
+        while (units.length < width && from <= confirmed) {
+          // A range's anchor is block `from - 1`; the first range's is the checkpoint, which has
+          // no hash to compare on a fresh start (nothing to read then).
+          const startsAhead = units.length > 0
+          const anchored = startsAhead ? from > 0n : cp.hash !== undefined && cp.height >= 0n
+          const to = LogRange.end(sized, from, confirmed)
+          units.push(yield* launch(from, to, anchored, startsAhead))
+          sized = LogRange.succeeded(policy, sized)
+          from = to + 1n
+        }
+        yield* Ref.set(ahead, units.slice(1))
+        return units[0]!
+      })
 
     /**
      * The batch after `cp`: adapts the range to refusals and checks the logs against the `to`
-     * hash. Or `Moved` when `cp`'s block is no longer canonical (a finality violation).
+     * hash and the checkpoint. Or `Moved` when `cp`'s block is no longer canonical (a finality
+     * violation).
      *
-     * Pipelined: once this range's pre check has block `to`'s hash, the next range's unit starts
-     * with that block as its checkpoint, as if this range succeeded, so two `eth_getLogs` are in
-     * flight: the node works on the next logs while we read and check these (one at a time, the
-     * node idled while we parsed each answer). That unit checks itself in full, and it is used
-     * only if this range then succeeds with that very hash and the next plan is unchanged (else it
-     * is interrupted and the range fetched afresh). At most two ranges are ever in flight: the
-     * one after the next starts only once this one is done.
+     * Pipelined: while this range is fetched, the next `inFlight - 1` ranges' units run too, so
+     * a catch-up costs about one round trip a range rather than three (block check, logs, post
+     * check), and the node works on the next logs while we read these. A unit started ahead
+     * checks itself in full; it is used only if the range before it succeeded and its anchor is
+     * that range's end (else the range is fetched again), and is interrupted on any other outcome.
      */
     const fetchBatch = (cp: Checkpoint, confirmed: bigint) => Effect.gen(function*() {
-      const from = cp.height + 1n
       for (;;) {
         const state = yield* Ref.get(range)
-        const to = LogRange.end(state, from, confirmed)
-        const current = yield* unitFor(cp, to)
-        if (to < confirmed) {
-          const nextTo = LogRange.end(LogRange.succeeded(policy, state), to + 1n, confirmed)
-          const toHash = yield* Deferred.await(current.preChecked)
-          if (Option.isSome(toHash)) yield* Ref.set(ahead, yield* launch({ height: to, hash: toHash.value }, nextTo))
-        }
+        const current = yield* window(cp, state, confirmed)
         const result = yield* Fiber.join(current.fiber)
-        if (result._tag === "Moved") return result
         if (result._tag === "Refused") {
-          const blocks = LogRange.span(from, to)
+          const blocks = LogRange.span(current.from, current.to)
           const next = LogRange.refused(state, blocks, result.refusal.hint)
-          if (Option.isNone(next)) return yield* new LogRangeIrreducible({ block: from, cause: result.refusal })
+          if (Option.isNone(next)) return yield* new LogRangeIrreducible({ block: current.from, cause: result.refusal })
           yield* Ref.set(range, next.value)
+          yield* Ref.set(sizeAccepted, false)
           yield* Effect.logDebug("eth_getLogs range refused; shrinking").pipe(
             Effect.annotateLogs({ blocks, next: next.value.size, detail: result.refusal.detail })
           )
           continue
         }
+        if (cp.hash !== undefined && Option.isSome(result.anchor) && result.anchor.value !== cp.hash) {
+          // Started ahead, it may have read the chain before the range before it did (that one's
+          // unit retried after a reorg, say): fetch it again rather than call a finality violation.
+          if (current.ahead) {
+            yield* dropAhead
+            continue
+          }
+          return { _tag: "Moved" as const, actual: result.anchor.value }
+        }
         yield* Ref.update(range, (s) => LogRange.succeeded(policy, s))
+        yield* Ref.set(sizeAccepted, true)
         const logs = [...result.logs].sort(compareLogs)
-        // The range the unit covered (the plan's, as `unitFor` checks), so a batch cannot name another.
-        return new Batch({ from: current.cp.height + 1n, to: current.to, toHash: result.toHash, logs, confirmed })
+        return new Batch({ from: current.from, to: current.to, toHash: result.toHash, logs, confirmed })
       }
     }).pipe(
-      // Whatever ran ahead was planned on this range succeeding: drop it on any other outcome (a
-      // refusal's new plan drops it in `unitFor`).
+      // What runs ahead was planned on this range succeeding: drop it on any other outcome.
       Effect.onExit((exit) => (Exit.isSuccess(exit) && exit.value._tag === "Batch" ? Effect.void : dropAhead)),
       // An inconsistent answer is retried as a whole (with backoff); the other errors already were.
       Effect.retry({ schedule: retrySchedule, while: (e) => e._tag === "InconsistentChain" })

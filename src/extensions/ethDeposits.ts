@@ -167,6 +167,11 @@ export interface Options {
   readonly pollInterval?: Duration.DurationInput
   /** The retry backoff of healable RPC errors (default 1 s doubling to 30 s; `max_retries` from the config). */
   readonly retry?: Partial<Pick<Retry.Options, "base" | "cap">>
+  /**
+   * `eth_getLogs` ranges fetched at once while catching up (default `LogFollower.defaultInFlight`,
+   * 4); 1 for a provider that should see one request at a time.
+   */
+  readonly inFlight?: number
 }
 
 /** The listener's run, with its options; see the module comment. */
@@ -326,12 +331,13 @@ const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: O
       range: { initial: config.blockSyncChunkSize, max: Math.max(config.blockSyncChunkSize, 10_000) },
       reconnectionInterval: config.reconnectionInterval,
       ...(options.pollInterval === undefined ? {} : { pollInterval: options.pollInterval }),
+      ...(options.inFlight === undefined ? {} : { inFlight: options.inFlight }),
       retry,
       history
     }).pipe(
       // The next batch is made (its logs and checks) while this one is stored: the node's answers
       // and our storing overlap (a catch-up is about RPC round trips plus CPU). One batch ahead,
-      // plus the range the follower starts ahead of it, only ever in memory: the checkpoint
+      // plus the ranges the follower fetches ahead of it, only ever in memory: the checkpoint
       // stored is still that of the last batch stored.
       Stream.buffer({ capacity: 1 }),
       Stream.runForEach(handle)

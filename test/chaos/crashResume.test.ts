@@ -16,6 +16,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Contracts from "../../src/extensions/contracts/index.js"
 import * as EscrowChain from "../support/EscrowChain.js"
+import * as RpcProxy from "../support/RpcProxy.js"
 import * as Chaos from "./support/Chaos.js"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
@@ -96,11 +97,19 @@ describe("chaos: crash and resume", () => {
       const dir = yield* Chaos.tempDir("chaos-crash-")
       const db = join(dir, "node.db")
       const config = join(dir, "config.toml")
-      // Small ranges: the catch-up takes many batches (many transactions to be killed in).
+      // Small ranges: the catch-up takes many batches (many transactions to be killed in). A
+      // provider that caps eth_getLogs at 8 blocks (in QuickNode's words) keeps them small, and
+      // answers its other calls in 10 ms: a catch-up then lasts long enough for kills at random
+      // times in its first 250 ms, or after up to 80 printed deposits, to fall inside it.
       writeFileSync(config, `[app.extensions.eth_deposits]\nblock_sync_chunk_size = "4"\n`)
+      const provider = yield* RpcProxy.make(
+        chain.anvil.httpUrl,
+        RpcProxy.rangeCap("quicknode", { maxRange: 8 }),
+        RpcProxy.always(RpcProxy.Fault.Delay({ millis: 10 }))
+      )
       const args = [
         "--json", "--config", config,
-        "--rpc", chain.anvil.httpUrl,
+        "--rpc", provider.url,
         "--contract", chain.deployment.escrow,
         "--from-block", String(chain.deployment.escrowBlock),
         "--confirmations", String(confirmations),

@@ -141,6 +141,23 @@ export class FakeChain {
   layerWith(overrides: Partial<EthereumClient["Type"]>): Layer.Layer<EthereumClient> {
     return Layer.succeed(EthereumClient, EthereumClient.of({ ...this.client, ...overrides }))
   }
+
+  /**
+   * The client, with a count of the `getLogs` calls in flight: `starts` has each call's `from`
+   * and how many were in flight once it started (itself included), `peak` the most at once.
+   */
+  countingInFlight(): { readonly layer: Layer.Layer<EthereumClient>; readonly starts: ReadonlyArray<readonly [bigint, number]>; readonly peak: () => number } {
+    let now = 0
+    const starts: Array<readonly [bigint, number]> = []
+    const layer = this.layerWith({
+      getLogs: (p) =>
+        Effect.suspend(() => {
+          starts.push([p.fromBlock, ++now])
+          return this.client.getLogs(p)
+        }).pipe(Effect.ensuring(Effect.sync(() => now--)))
+    })
+    return { layer, starts, peak: () => Math.max(0, ...starts.map(([, n]) => n)) }
+  }
 }
 
 export const blockHash = (chain: FakeChain, n: bigint): Hash => chain.blocks[Number(n)]!.hash

@@ -183,19 +183,11 @@ describe("LogFollower", () => {
       expect(chain.calls.get("eth_getLogs")).toBe(2)
     }))
 
-  it.effect("pipelines a catch-up: the next range's logs are asked for while this range is checked", () =>
+  it.effect("pipelines a catch-up: once a range size is accepted, the next ranges are fetched at once, with the same ranges as one at a time", () =>
     Effect.gen(function*() {
       const chain = new FakeChain(61) // confirmed 55: ranges end at 9, 21, 36, 54 and 55
       chain.latency = "100 millis"
-      let inFlight = 0
-      let mostInFlight = 0
-      const scripted = chain.layerWith({
-        getLogs: (p) =>
-          Effect.suspend(() => {
-            mostInFlight = Math.max(mostInFlight, ++inFlight)
-            return chain.client.getLogs(p)
-          }).pipe(Effect.ensuring(Effect.sync(() => inFlight--)))
-      })
+      const counted = chain.countingInFlight()
       const stamped = yield* Ref.make<ReadonlyArray<readonly [bigint, number]>>([])
       yield* LogFollower.follow({ filter: { address: CONTRACT, topics: [TOPIC] }, from: LogFollower.startAt(0n), confirmations: 5, range: { initial: 10 } }).pipe(
         Stream.runForEach((e) =>
@@ -203,37 +195,70 @@ describe("LogFollower", () => {
             Ref.update(stamped, (xs) => [...xs, [e._tag === "Batch" ? e.to : -1n, t] as const])
           )
         ),
-        Effect.provide(scripted),
+        Effect.provide(counted.layer),
         Effect.fork
       )
       yield* TestClock.adjust("1500 millis")
       // Each call answers after 100 ms; the head is known at 100. A range is its block check, its
-      // logs, then its post check and anchor: 3 round trips. The next range starts once this one's
-      // block check is in, so two ranges take 4 round trips rather than 6 (one after another:
-      // 400, 600, 800, 1000, 1200 with the next block check carried along, 400, 700, ... without).
-      expect(yield* Ref.get(stamped)).toEqual([[9n, 400], [21n, 500], [36n, 700], [54n, 800], [55n, 1000]])
-      expect(mostInFlight).toBe(2)
-      expect(chain.requests).toEqual([[0n, 9n], [10n, 21n], [22n, 36n], [37n, 54n], [55n, 55n]])
+      // logs, then its post check (and anchor): 3 round trips. The first range goes alone (its
+      // size is not known to be accepted yet): 400. Then the next four at once: 700 (one after
+      // another: 700, 1000, 1300, 1600).
+      expect(yield* Ref.get(stamped)).toEqual([[9n, 400], [21n, 700], [36n, 700], [54n, 700], [55n, 700]])
+      expect(counted.peak()).toBe(LogFollower.defaultInFlight)
+      expect([...chain.requests].sort((x, y) => Number(x[0] - y[0]))).toEqual([[0n, 9n], [10n, 21n], [22n, 36n], [37n, 54n], [55n, 55n]])
+    }))
+
+  it.effect("inFlight: 1 fetches one range at a time", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(61)
+      chain.latency = "100 millis"
+      const f = yield* start(chain.layer, { range: { initial: 10 }, inFlight: 1 })
+      yield* TestClock.adjust("1000 millis") // batches at 400, 700 and 1000; the next block check then
+      expect(batches(yield* f.events).map((b) => b.to)).toEqual([9n, 21n, 36n])
+      expect(chain.calls.get("eth_getLogs")).toBe(3)
+    }))
+
+  it.effect("after a refusal, ranges go one at a time until a size is accepted", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(206) // confirmed 200
+      chain.latency = "100 millis"
+      // Ranges of 10 and 12 blocks pass, 15 and more are refused: the window after the first range
+      // is 10..21 (12 blocks), 22..36 (15), 37..54 (18) and 55..77 (23).
+      chain.rangeLimit = { blocks: 14, hint: { _tag: "Shrink" } }
+      const counted = chain.countingInFlight()
+      const f = yield* start(counted.layer, { range: { initial: 10 } })
+      yield* TestClock.adjust("30 seconds")
+      const { logs, checkpoint } = apply(yield* f.events)
+      expect(checkpoint.height).toBe(200n)
+      expect(logs).toEqual(logsUpTo(chain, 200n))
+      // 22..36 is refused; its retry (7 blocks, from 22) is asked alone, as is the next range
+      // (after the window's other refused ranges are dropped): the window opens again after it.
+      const retry = counted.starts.findIndex(([from], i) => from === 22n && i > 3)
+      expect(counted.starts[retry]).toEqual([22n, 1])
     }))
 
   it.effect("a range started ahead on a chain that then moved under the range before it is never used", () =>
     Effect.gen(function*() {
       const chain = new FakeChain(31) // confirmed 25: ranges end at 9, 21 and 25
       chain.latency = "100 millis"
-      const old = new Set(chain.allLogs().filter((l) => l.blockNumber >= 6n).map((l) => l.transactionHash))
-      // Block 9 is asked for three times: by the first range's block check (at t = 100), by its
-      // post check (t = 300) and, as the anchor, by the range started ahead (t = 400). The post
-      // check answers late, after a reorg of blocks 6..30: by then the range ahead checked itself
-      // in full on the old chain, against the old hash of block 9.
+      const old = new Set(chain.allLogs().filter((l) => l.blockNumber >= 16n).map((l) => l.transactionHash))
+      // After 0..9 (alone, done at 400), 10..21 and 22..25 start at once. Block 21 is asked for
+      // by 10..21's block check (t = 400), its post check (t = 600) and, as the anchor, by 22..25,
+      // whose block check answers 50 ms late (so its anchor is asked at 650). The post check
+      // answers late, after a reorg of blocks 16..30: 10..21 is fetched again, on the new chain,
+      // while 22..25 has checked itself in full on the old one, its anchor the old block 21. It
+      // must be fetched again too, and not be taken for a finality violation (a Rewind).
       let calls = 0
       const scripted = chain.layerWith({
         block: (ref) =>
           Effect.suspend(() =>
-            ref === 9n && ++calls === 2
+            ref === 21n && ++calls === 2
               ? Effect.delay(Effect.suspend(() => {
-                chain.reorg(25)
+                chain.reorg(15)
                 return chain.client.block(ref)
               }), "1 second")
+              : ref === 25n
+              ? Effect.delay(chain.client.block(ref), "50 millis")
               : chain.client.block(ref)
           )
       })
@@ -245,26 +270,20 @@ describe("LogFollower", () => {
       expect(checkpoint).toEqual({ height: 25n, hash: blockHash(chain, 25n) })
       expect(logs).toEqual(logsUpTo(chain, 25n))
       expect(logs.filter((l) => old.has(l.transactionHash))).toEqual([])
-      // The first range again after its failed post check; the second on the old chain (ahead),
-      // then again on the new one.
-      expect(chain.requests.filter(([from]) => from === 10n)).toHaveLength(2)
+      // 22..25 on the old chain (ahead), then again on the new one.
+      expect(chain.requests.filter(([from]) => from === 22n)).toEqual([[22n, 25n], [22n, 25n]])
     }))
 
-  it.effect("a range started ahead whose end is no longer the plan (the confirmed head grew) is interrupted, never used", () =>
+  it.effect("a range started ahead that ends at the confirmed head of its time is used as is when the head grows", () =>
     Effect.gen(function*() {
-      const chain = new FakeChain(31) // confirmed 25: ranges 0..9, 10..21, then 22..25 started ahead
+      const chain = new FakeChain(31) // confirmed 25: ranges 0..9, then 10..21 and 22..25 at once
       chain.latency = "100 millis"
       const scripted = chain.layerWith({
-        getLogs: (p) =>
-          p.fromBlock === 10n
-            ? Effect.delay(chain.client.getLogs(p), "2 seconds")
-            : p.fromBlock === 22n && p.toBlock === 25n
-            ? Effect.delay(chain.client.getLogs(p), "5 seconds")
-            : chain.client.getLogs(p)
+        getLogs: (p) => p.fromBlock === 10n ? Effect.delay(chain.client.getLogs(p), "2 seconds") : chain.client.getLogs(p)
       })
       const f = yield* start(scripted, { range: { initial: 10 } })
       yield* TestClock.adjust("600 millis")
-      chain.mine(10) // head 40, confirmed 35: the next range after 21 is 22..35 now
+      chain.mine(10) // head 40, confirmed 35: the plan after 21 would be 22..36, clipped to 22..35
       yield* TestClock.adjust("20 seconds")
       const events = yield* f.events
       expect(events.every((e) => e._tag === "Batch")).toBe(true)
@@ -272,9 +291,8 @@ describe("LogFollower", () => {
         expect(b.toHash).toBe(blockHash(chain, b.to))
         expect(b.logs).toEqual(chain.allLogs().filter((l) => l.blockNumber >= b.from && l.blockNumber <= b.to))
       }
-      expect(apply(events).checkpoint).toEqual({ height: 35n, hash: blockHash(chain, 35n) })
-      // Interrupted before the node answered it.
-      expect(chain.requests.some(([from, to]) => from === 22n && to === 25n)).toBe(false)
+      expect(batches(events).map((b) => [b.from, b.to])).toEqual([[0n, 9n], [10n, 21n], [22n, 25n], [26n, 35n]])
+      expect(chain.requests.filter(([from]) => from === 22n)).toEqual([[22n, 25n]])
     }))
 
   it.effect("a unit that fails for good before its block check fails the stream (nothing waits on it)", () =>
@@ -287,13 +305,13 @@ describe("LogFollower", () => {
       expect(Option.isSome(exit) && Exit.isFailure(exit.value)).toBe(true)
     }))
 
-  it.effect("a stream interrupted mid catch-up stops the range started ahead too: no call after", () =>
+  it.effect("a stream interrupted mid catch-up stops the ranges started ahead too: no call after", () =>
     Effect.gen(function*() {
       const chain = new FakeChain(61)
       chain.latency = "100 millis"
       const f = yield* start(chain.layer, { range: { initial: 10 } })
-      yield* TestClock.adjust("350 millis") // the first range's post check and the next range's logs in flight
-      expect(chain.calls.get("eth_getLogs")).toBe(2)
+      yield* TestClock.adjust("550 millis") // 0..9 done by 400; the next four ranges' logs in flight
+      expect(chain.calls.get("eth_getLogs")).toBe(1 + LogFollower.defaultInFlight)
       expect(chain.requests).toEqual([[0n, 9n]]) // a request is recorded when answered
       yield* Fiber.interrupt(f.fiber)
       const calls = () => [...chain.calls.values()].reduce((a, b) => a + b, 0)

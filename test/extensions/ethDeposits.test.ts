@@ -9,6 +9,7 @@ import { type Address, encodeAbiParameters, type Hex, pad } from "viem"
 import { EventLog } from "../../src/events/EventLog.js"
 import { EventStore } from "../../src/events/EventStore.js"
 import type { EthLog } from "../../src/ethereum/EthereumClient.js"
+import * as LogFollower from "../../src/ethereum/LogFollower.js"
 import { ListenerContext } from "../../src/listener/Listener.js"
 import { ListenerManager } from "../../src/listener/ListenerManager.js"
 import { ListenerRegistry } from "../../src/listener/ListenerRegistry.js"
@@ -212,6 +213,28 @@ describe("the listener, without a chain", () => {
       expect(payloads.map((p) => p.amount)).toEqual(Array.from({ length: 300 }, (_, i) => BigInt(i + 1)))
       yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(setup(section({ starting_height: "0" })))))
+
+  it.effect.each([
+    [1, 1],
+    [undefined, LogFollower.defaultInFlight]
+  ] as const)("inFlight %s reaches the follower: at most %s eth_getLogs at once", ([inFlight, most]) =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(60) // head 59, 2 confirmations: blocks 0..57 in ranges of 5, 6, 7...
+      chain.latency = "10 millis"
+      const counted = chain.countingInFlight()
+      const listener = EthDeposits.makeEthDeposits({ client: () => counted.layer, ...(inFlight === undefined ? {} : { inFlight }) })
+      const fiber = yield* Effect.fork(Effect.scoped(listener.run))
+      const store = yield* EventStore
+      for (let step = 0; step < 300; step++) {
+        const cp = yield* Checkpoints.readCheckpoint(store.kv)
+        if (Option.exists(cp, (c) => c.height === 57n)) break
+        yield* TestClock.adjust("10 millis")
+        yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      }
+      expect(Option.map(yield* Checkpoints.readCheckpoint(store.kv), (c) => c.height)).toEqual(Option.some(57n))
+      expect(counted.peak()).toBe(most)
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(setup(section({ starting_height: "0", block_sync_chunk_size: "5" })))))
 
   it.effect("resumes from max(checkpoint, starting_height)", () =>
     Effect.gen(function*() {
