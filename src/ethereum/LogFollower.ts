@@ -348,17 +348,17 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
     const ahead = yield* Ref.make<ReadonlyArray<Launched>>([])
     const dropAhead = Effect.flatMap(Ref.getAndSet(ahead, []), (units) => Fiber.interruptAll(units.map((u) => u.fiber)))
     /**
-     * Whether ranges are fetched ahead: only once a range succeeded since the start or the last
-     * refusal, so a provider's range limit is probed one request at a time, not a window at once.
+     * Whether ranges are fetched ahead: from the start, and after a refusal only once a range
+     * succeeded again, so a provider's range limit is probed one request at a time.
      */
-    const sizeAccepted = yield* Ref.make(false)
+    const sizeAccepted = yield* Ref.make(true)
 
     /**
      * The units of the next `inFlight` ranges from `cp`, the first being the range to fetch now:
      * those already started if they cover these ranges (any end: a shorter range than the plan
      * is still a whole range), the rest started now, each range sized as if all before it
      * succeed. A started unit from elsewhere (the plan changed: a refusal, a rewind) is
-     * interrupted. Just the first range until a size was accepted (see `sizeAccepted`).
+     * interrupted. Just the first range after a refusal, until a size is accepted (see `sizeAccepted`).
      */
     const window = (cp: Checkpoint, state: LogRange.State, confirmed: bigint) =>
       Effect.gen(function*() {
