@@ -242,7 +242,10 @@ export const make = (options: Options) => Effect.gen(function*() {
   )
   const transport = transports.length === 1 ? transports[0]! : fallback(transports, { rank: false, retryCount: 0 })
   const client = createPublicClient({ transport, cacheTime: 0 })
-  type Raw = (args: { method: string; params?: ReadonlyArray<unknown> }) => Promise<unknown>
+  type Raw = (
+    args: { method: string; params?: ReadonlyArray<unknown> },
+    options: { signal: AbortSignal }
+  ) => Promise<unknown>
   const raw = client.request as unknown as Raw
   // One client per URL, for `sameNode` (ws transports share the fallback's cached sockets).
   const perNode: ReadonlyArray<Raw> = transports.length === 1
@@ -266,6 +269,8 @@ export const make = (options: Options) => Effect.gen(function*() {
   /**
    * One JSON-RPC call: metered, errors mapped, result decoded with `schema` (after `fast`, when
    * given, which returns what the schema would, or `undefined` to let the schema decide).
+   * Interrupting it aborts its HTTP request: a range a follower no longer wants stops loading the
+   * provider.
    */
   const call = <A, I>(
     method: string,
@@ -275,7 +280,7 @@ export const make = (options: Options) => Effect.gen(function*() {
   ): Effect.Effect<A, RpcError> =>
     Effect.flatMap(FiberRef.get(pinned), (node) =>
       Effect.tryPromise({
-        try: () => (node === undefined ? raw : perNode[node]!)({ method, params }),
+        try: (signal) => (node === undefined ? raw : perNode[node]!)({ method, params }, { signal }),
         catch: (error) => fromViemError({ method, ...(info.blocks === undefined ? {} : { blocks: info.blocks }) }, error)
       })).pipe(
       Effect.flatMap((json): Effect.Effect<A, RpcBadResponse> => {

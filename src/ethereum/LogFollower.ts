@@ -19,9 +19,9 @@
  * )
  * ```
  *
- * The stream is pull-based, with ranges fetched ahead: while a batch is fetched, the next
- * `inFlight - 1` ranges are too (see `fetchBatch`), and they wait, in memory only, for the next
- * pulls. A consumer that wants whole batches made while it stores one adds
+ * The stream is pull-based, with ranges fetched ahead: while catching up, the `inFlight - 1`
+ * ranges after the one fetched are fetched too (see `fetchBatch`), and wait, in memory only, for
+ * the next pulls (a slow consumer holds up to that many finished ranges). A consumer that wants whole batches made while it stores one adds
  * `Stream.buffer`, as eth_deposits does. A consumer that stops (or crashes) before saving simply
  * resumes from its last saved checkpoint.
  */
@@ -128,8 +128,9 @@ export interface Options {
   /** The adaptive `eth_getLogs` range (start 1000 blocks; `max` is the chunk size). */
   readonly range?: Partial<LogRange.Policy>
   /**
-   * Ranges fetched at once while catching up (default 4): a provider sees up to this many
-   * `eth_getLogs` at once. 1 fetches one range at a time.
+   * Ranges fetched at once while catching up (default 4; not a finite number: the default): a
+   * provider sees up to this many `eth_getLogs` at once (one a range no longer wanted is
+   * aborted). 1 fetches one range at a time.
    */
   readonly inFlight?: number
   /** A new-heads source silent this long is re-made (Kwil's `reconnection_interval`; default 60 s). */
@@ -197,7 +198,9 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
     const reconnection = Duration.decode(options.reconnectionInterval ?? Duration.seconds(60))
     const pollInterval = Duration.decode(options.pollInterval ?? Duration.seconds(4))
     const confirmations = options.confirmations
-    const inFlight = Math.max(1, Math.floor(options.inFlight ?? defaultInFlight))
+    const inFlight = options.inFlight !== undefined && Number.isFinite(options.inFlight)
+      ? Math.max(1, Math.floor(options.inFlight))
+      : defaultInFlight
 
     const checkpoint = yield* Ref.make<Checkpoint>(options.from)
     /** Recent checkpoints, ascending: candidates for the common ancestor. */
@@ -357,8 +360,8 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
      * The units of the next `inFlight` ranges from `cp`, the first being the range to fetch now:
      * those already started if they cover these ranges (any end: a shorter range than the plan
      * is still a whole range), the rest started now, each range sized as if all before it
-     * succeed. A started unit from elsewhere (the plan changed: a refusal, a rewind) is
-     * interrupted. Just the first range after a refusal, until a size is accepted (see `sizeAccepted`).
+     * succeed. A started unit that does not continue these ranges (the plan changed after a
+     * refusal) is interrupted. Just the first range after a refusal, until a size is accepted (see `sizeAccepted`).
      */
     const window = (cp: Checkpoint, state: LogRange.State, confirmed: bigint) =>
       Effect.gen(function*() {
@@ -367,7 +370,7 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
         const units: Array<Launched> = []
         let from = cp.height + 1n
         for (const u of started) {
-          if (u.from !== from || units.length === width) {
+          if (u.from !== from) {
             yield* Fiber.interrupt(u.fiber)
             continue
           }
@@ -396,8 +399,8 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
      * violation).
      *
      * Pipelined: while this range is fetched, the next `inFlight - 1` ranges' units run too, so
-     * a catch-up costs about one round trip a range rather than three (block check, logs, post
-     * check), and the node works on the next logs while we read these. A unit started ahead
+     * a catch-up costs about `3 / inFlight` round trips a range rather than three (block check,
+     * logs, post check), and the node works on the next logs while we read these. A unit started ahead
      * checks itself in full; it is used only if the range before it succeeded and its anchor is
      * that range's end (else the range is fetched again), and is interrupted on any other outcome.
      */

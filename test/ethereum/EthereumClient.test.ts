@@ -3,7 +3,7 @@
  * it decodes, how it maps provider failures, and that a lagging URL never moves the head back.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Config, ConfigProvider, Duration, Effect, Either, Exit, Layer, Metric, Option, Schema, Stream } from "effect"
+import { Chunk, Config, ConfigProvider, Duration, Effect, Either, Exit, Fiber, Layer, Metric, Option, Schema, Stream } from "effect"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { parseAbiItem, toEventSelector } from "viem"
@@ -378,6 +378,40 @@ describe("EthereumClient (viem, scripted servers)", () => {
       expect(logsAskedOf(first)).toEqual([10, 15])
       expect(logsAskedOf(second)).toEqual([15])
     })))
+
+  it.scopedLive("interrupting a call aborts its HTTP request (with one URL and through the fallback)", () =>
+    Effect.gen(function*() {
+      // A node that never answers eth_getLogs, and notes when the client gives up the connection.
+      const seen: Array<string> = []
+      const closed: Array<string> = []
+      const port = yield* Effect.acquireRelease(
+        Effect.async<{ readonly url: string; readonly close: () => void }>((resume) => {
+          const s = createServer((req, res) => {
+            let body = ""
+            req.on("data", (c) => (body += c))
+            req.on("end", () => {
+              const id = String(seen.length)
+              seen.push(id)
+              res.on("close", () => closed.push(id))
+            })
+          })
+          s.listen(0, "127.0.0.1", () =>
+            resume(Effect.succeed({ url: `http://127.0.0.1:${(s.address() as AddressInfo).port}`, close: () => s.close() })))
+        }),
+        (s) => Effect.sync(() => s.close())
+      )
+      for (const urls of [[port.url], [port.url, port.url]]) {
+        const before = seen.length
+        const fiber = yield* Effect.fork(clientFor(...urls).pipe(
+          Effect.flatMap((c) => c.getLogs({ address, fromBlock: 1n, toBlock: 2n }))
+        ))
+        while (seen.length === before) yield* Effect.sleep("5 millis")
+        expect(closed).not.toContain(seen.at(-1))
+        yield* Fiber.interrupt(fiber)
+        for (let i = 0; i < 200 && !closed.includes(seen.at(-1)!); i++) yield* Effect.sleep("5 millis")
+        expect(closed).toContain(seen.at(-1))
+      }
+    }))
 
   it.scoped("an unreachable URL is RpcUnavailable, and calls are counted by method and outcome", () =>
     Effect.gen(function*() {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber, Layer, Metric, Option, Ref, Stream, TestClock } from "effect"
 import { EthereumClient, type EthLog } from "../../src/ethereum/EthereumClient.js"
-import { RpcBadRequest, RpcRateLimited, RpcTimeout } from "../../src/ethereum/errors.js"
+import { RangeTooLarge, RpcBadRequest, RpcRateLimited, RpcTimeout } from "../../src/ethereum/errors.js"
 import * as LogFollower from "../../src/ethereum/LogFollower.js"
 import { blockHash, CONTRACT, FakeChain, TOPIC } from "./FakeChain.js"
 
@@ -216,6 +216,17 @@ describe("LogFollower", () => {
       yield* TestClock.adjust("1000 millis") // batches at 400, 700 and 1000; the next block check then
       expect(batches(yield* f.events).map((b) => b.to)).toEqual([9n, 21n, 36n])
       expect(chain.calls.get("eth_getLogs")).toBe(3)
+    }))
+
+  it.effect.each([Number.NaN, Infinity])("inFlight %s is taken as the default", (inFlight) =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(61)
+      chain.latency = "100 millis"
+      const counted = chain.countingInFlight()
+      const f = yield* start(counted.layer, { range: { initial: 10 }, inFlight })
+      yield* TestClock.adjust("2 seconds")
+      expect(apply(yield* f.events).checkpoint).toEqual({ height: 55n, hash: blockHash(chain, 55n) })
+      expect(counted.peak()).toBe(LogFollower.defaultInFlight)
     }))
 
   it.effect("after a refusal, ranges go one at a time until a size is accepted", () =>
@@ -437,5 +448,92 @@ describe("LogFollower", () => {
       chain.mine(3)
       yield* TestClock.adjust("2 seconds")
       expect(batches(yield* f.events).map((b) => b.to)).toEqual([15n, 18n])
+    }))
+
+  it.effect("pipelined ranges are the ranges of one at a time, also when a window adds ranges after those it reuses", () =>
+    Effect.gen(function*() {
+      const run = (inFlight: number) =>
+        Effect.gen(function*() {
+          const chain = new FakeChain(406) // confirmed 400
+          chain.latency = "100 millis"
+          const f = yield* start(chain.layer, { range: { initial: 10 }, inFlight })
+          yield* TestClock.adjust("30 seconds")
+          const { checkpoint, logs } = apply(yield* f.events)
+          expect(checkpoint.height).toBe(400n)
+          expect(logs).toEqual(logsUpTo(chain, 400n))
+          yield* Fiber.interrupt(f.fiber)
+          return [...chain.requests].sort((x, y) => Number(x[0] - y[0]))
+        })
+      expect(yield* run(LogFollower.defaultInFlight)).toEqual(yield* run(1))
+    }))
+
+  it.effect("a refused range interrupts the ranges started ahead of it: none of them is answered", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(101) // confirmed 95: 0..9, 10..21, 22..36, 37..54 at once, then 55..76
+      chain.latency = "100 millis"
+      let refused = false
+      const scripted = chain.layerWith({
+        getLogs: (p) =>
+          p.fromBlock === 10n && !refused
+            ? Effect.suspend(() => {
+              refused = true
+              return Effect.delay(
+                Effect.fail(new RangeTooLarge({ method: "eth_getLogs", requested: 12, hint: { _tag: "Shrink" }, detail: "fake" })),
+                "100 millis"
+              )
+            })
+            : p.fromBlock >= 22n && p.fromBlock <= 55n && p.toBlock - p.fromBlock >= 14n
+            ? Effect.delay(chain.client.getLogs(p), "1 second") // the window's other ranges answer late
+            : chain.client.getLogs(p)
+      })
+      const f = yield* start(scripted, { range: { initial: 10 } })
+      yield* TestClock.adjust("30 seconds")
+      const { checkpoint, logs } = apply(yield* f.events)
+      expect(checkpoint).toEqual({ height: 95n, hash: blockHash(chain, 95n) })
+      expect(logs).toEqual(logsUpTo(chain, 95n))
+      // The window planned on 10..21 succeeding is interrupted when it is refused, before its answers.
+      for (const stale of [[22n, 36n], [37n, 54n], [55n, 76n]]) {
+        expect(chain.requests.some(([a, b]) => a === stale[0] && b === stale[1])).toBe(false)
+      }
+    }))
+
+  it.effect("a finality violation stops the ranges started ahead at once, not after the ancestor is found", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(31) // confirmed 25: batches 0..9, 10..21, 22..25
+      chain.latency = "100 millis"
+      let slowAhead = false
+      const scripted = chain.layerWith({
+        getLogs: (p) =>
+          slowAhead && p.fromBlock > 26n ? Effect.delay(chain.client.getLogs(p), "150 millis") : chain.client.getLogs(p)
+      })
+      const atRewind = yield* Ref.make<ReadonlyArray<readonly [bigint, bigint]> | undefined>(undefined)
+      yield* LogFollower.follow({ filter: { address: CONTRACT, topics: [TOPIC] }, from: LogFollower.startAt(0n), confirmations: 5, range: { initial: 10 } }).pipe(
+        Stream.runForEach((e) => e._tag === "Rewind" ? Ref.set(atRewind, [...chain.requests]) : Effect.void),
+        Effect.provide(scripted),
+        Effect.fork
+      )
+      yield* TestClock.adjust("3 seconds")
+      expect(chain.requests.map(([, to]) => to)).toEqual([9n, 21n, 25n])
+      // Blocks 21..30 replaced (25, the checkpoint, and 21 are orphaned; 9 stays), then 60 more:
+      // confirmed 85, a fresh window from 26 whose first range finds block 25 moved. Finding the
+      // ancestor takes two block calls (21, then 9): 200 ms in which the ranges ahead must not run.
+      chain.reorg(10)
+      chain.mine(60)
+      slowAhead = true
+      yield* TestClock.adjust("3 seconds")
+      const seen = (yield* Ref.get(atRewind))!
+      expect(seen).toBeDefined()
+      expect(seen.filter(([from]) => from > 26n)).toEqual([])
+    }))
+
+  it.effect("a refused range that the confirmed head cut short is halved from its own size, not the policy's", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(16) // confirmed 10: the first range is 0..10 (11 blocks), not 1000
+      chain.rangeLimit = { blocks: 3, hint: { _tag: "Shrink" } }
+      const f = yield* start(chain.layer)
+      const { logs, checkpoint } = apply(yield* f.events)
+      expect(checkpoint.height).toBe(10n)
+      expect(logs).toEqual(logsUpTo(chain, 10n))
+      expect(chain.requests.slice(0, 3)).toEqual([[0n, 10n], [0n, 4n], [0n, 1n]])
     }))
 })
