@@ -21,9 +21,9 @@
  *
  * The stream is pull-based, with ranges fetched ahead: while catching up, the `inFlight - 1`
  * ranges after the one fetched are fetched too (see `fetchBatch`), and wait, in memory only, for
- * the next pulls (a slow consumer holds up to that many finished ranges). A consumer that wants whole batches made while it stores one adds
- * `Stream.buffer`, as eth_deposits does. A consumer that stops (or crashes) before saving simply
- * resumes from its last saved checkpoint.
+ * the next pulls (a slow consumer holds up to that many finished ranges). A consumer that wants
+ * whole batches made while it stores one adds `Stream.buffer`, as eth_deposits does. A consumer
+ * that stops (or crashes) before saving simply resumes from its last saved checkpoint.
  */
 import { Data, Deferred, Duration, Effect, Exit, Fiber, Metric, Option, Ref, Schedule, Stream, SubscriptionRef } from "effect"
 import type { Hash } from "viem"
@@ -361,7 +361,8 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
      * those already started if they cover these ranges (any end: a shorter range than the plan
      * is still a whole range), the rest started now, each range sized as if all before it
      * succeed. A started unit that does not continue these ranges (the plan changed after a
-     * refusal) is interrupted. Just the first range after a refusal, until a size is accepted (see `sizeAccepted`).
+     * refusal) is interrupted. After a refusal, just the first range until a size is accepted
+     * (see `sizeAccepted`).
      */
     const window = (cp: Checkpoint, state: LogRange.State, confirmed: bigint) =>
       Effect.gen(function*() {
