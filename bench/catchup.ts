@@ -43,7 +43,7 @@ import * as Checkpoints from "../src/extensions/ethDepositsCheckpoint.js"
 import { ListenerContext } from "../src/listener/Listener.js"
 import { ResolutionRegistry } from "../src/voting/ResolutionRegistry.js"
 import * as CatchupChain from "./catchupChain.js"
-import { median, migrateFile, nodeDb, type Options, type Result, tempDir } from "./harness.js"
+import { median, migrateFile, nodeDb, type Options, type Result, sideBySide, tempDir } from "./harness.js"
 
 const confirmations = 12
 
@@ -317,17 +317,24 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
           const n = storedEvents(file)
           if (n !== built.logs) throw new Error(`${who} stored ${n} events, expected ${built.logs}`)
         }
+        /** ms of ours over `on` into a fresh `file`, checked to hold every deposit. */
+        const oursOn = async (on: Target, file: string, who: string) => {
+          const res = await ours(file, on)
+          check(file, who)
+          return res.ms
+        }
+        /** ms of the bare requests to `on`, checked to see every log. */
+        const bareOn = async (on: Target) => {
+          const res = await bare(on, ranges)
+          if (res.logs !== built.logs) throw new Error(`bare eth_getLogs saw ${res.logs} logs, expected ${built.logs}`)
+          return res.ms
+        }
         const runs = [
           async (r: number) => {
-            const file = dir.path(`ours-${r}.db`)
-            const res = await ours(file, target)
-            check(file, "ours")
-            o.push(res.ms)
+            o.push(await oursOn(target, dir.path(`ours-${r}.db`), "ours"))
           },
           async () => {
-            const res = await bare(target, ranges)
-            if (res.logs !== built.logs) throw new Error(`bare eth_getLogs saw ${res.logs} logs, expected ${built.logs}`)
-            a.push(res.ms)
+            a.push(await bareOn(target))
           },
           async (r: number) => {
             const file = dir.path(`original-${r}.db`)
@@ -398,37 +405,21 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
         for (const roundTrip of [20, 50]) {
           const proxy = await delayed(target, roundTrip)
           try {
-            const ho: Array<number> = []
-            const ha: Array<number> = []
-            const oursRun = async (r: number) => {
-              const file = dir.path(`ours-${roundTrip}ms-${r}.db`)
-              ho.push((await ours(file, proxy.target)).ms)
-              check(file, `ours over a ${roundTrip} ms round trip`)
-            }
-            const bareRun = async () => {
-              const res = await bare(proxy.target, ranges)
-              if (res.logs !== built.logs) throw new Error(`bare eth_getLogs saw ${res.logs} logs, expected ${built.logs}`)
-              ha.push(res.ms)
-            }
-            for (let r = 0; r < rounds; r++) {
-              if (r % 2 === 0) {
-                await oursRun(r)
-                await bareRun()
-              } else {
-                await bareRun()
-                await oursRun(r)
-              }
-            }
-            const ratio = median(ho) / median(ha)
+            const timed = await sideBySide(
+              rounds,
+              (r) => oursOn(proxy.target, dir.path(`ours-${roundTrip}ms-${r}.db`), `ours over a ${roundTrip} ms round trip`),
+              () => bareOn(proxy.target)
+            )
+            const ratio = timed.ours / timed.baseline
             hosted.push({
               name: `catch-up over a ${roundTrip} ms round trip vs bare eth_getLogs (${size})`,
-              ours: Math.round(median(ho)),
-              baseline: Math.round(median(ha)),
+              ours: Math.round(timed.ours),
+              baseline: Math.round(timed.baseline),
               unit: "ms",
               ratio,
               bar: "informative (<= 1.2x, as on anvil)",
               pass: ratio <= 1.2,
-              note: `median of ${rounds} rounds (ours ${all(ho)} ms; bare ${all(ha)} ms); both through rpcDelay.mjs, ` +
+              note: `median of ${rounds} rounds (ours ${all(timed.oursAll)} ms; bare ${all(timed.baselineAll)} ms); both through rpcDelay.mjs, ` +
                 `a proxy in a process of its own adding ${roundTrip} ms to every call (a hosted RPC's latency)`
             })
           } finally {

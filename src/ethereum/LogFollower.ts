@@ -423,11 +423,9 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
         }
         if (cp.hash !== undefined && Option.isSome(result.anchor) && result.anchor.value !== cp.hash) {
           // Started ahead, it may have read the chain before the range before it did (that one's
-          // unit retried after a reorg, say): fetch it again rather than call a finality violation.
-          if (current.ahead) {
-            yield* dropAhead
-            continue
-          }
+          // unit retried after a reorg, say): fetch it again rather than call a finality violation
+          // (the window interrupts the units started after it, which no longer continue `cp`).
+          if (current.ahead) continue
           return { _tag: "Moved" as const, actual: result.anchor.value }
         }
         yield* Ref.update(range, (s) => LogRange.succeeded(policy, s))

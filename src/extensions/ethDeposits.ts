@@ -13,7 +13,7 @@
  * - Each batch is ONE `EventStore.transaction`: every `credit_account` of the batch, the
  *   checkpoint and the checkpoint history (`ethDepositsCheckpoint.ts`) commit together, so a stop
  *   or a crash at any moment resumes with no gap and no duplicate. The next batch is made while
- *   a batch is stored, and the follower asks for the range after it meanwhile (held in memory
+ *   a batch is stored, and the follower asks for the ranges after it meanwhile (held in memory
  *   only: the checkpoint stored is always that of the last batch stored).
  * - A reorg within the confirmation depth never reaches the listener. A deeper one (a
  *   `FinalityViolation`, counted by the follower's metric) arrives as a `Rewind` to the common

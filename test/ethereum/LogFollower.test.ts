@@ -49,6 +49,15 @@ const apply = (events: ReadonlyArray<Event>) => {
 
 const logsUpTo = (chain: FakeChain, height: bigint) => chain.allLogs().filter((l) => l.blockNumber <= height)
 
+/** Checks `events` are batches only, holding exactly `chain`'s logs up to `height`; returns those logs. */
+const expectBatchesUpTo = (events: ReadonlyArray<Event>, chain: FakeChain, height: bigint) => {
+  expect(events.every((e) => e._tag === "Batch")).toBe(true)
+  const { checkpoint, logs } = apply(events)
+  expect(checkpoint).toEqual({ height, hash: blockHash(chain, height) })
+  expect(logs).toEqual(logsUpTo(chain, height))
+  return logs
+}
+
 describe("LogFollower", () => {
   it.effect("emits only confirmed ranges, each with the hash of its last block", () =>
     Effect.gen(function*() {
@@ -275,11 +284,7 @@ describe("LogFollower", () => {
       })
       const f = yield* start(scripted, { range: { initial: 10 } })
       yield* TestClock.adjust("10 seconds")
-      const events = yield* f.events
-      expect(events.every((e) => e._tag === "Batch")).toBe(true)
-      const { checkpoint, logs } = apply(events)
-      expect(checkpoint).toEqual({ height: 25n, hash: blockHash(chain, 25n) })
-      expect(logs).toEqual(logsUpTo(chain, 25n))
+      const logs = expectBatchesUpTo(yield* f.events, chain, 25n)
       expect(logs.filter((l) => old.has(l.transactionHash))).toEqual([])
       // 22..25 on the old chain (ahead), then again on the new one.
       expect(chain.requests.filter(([from]) => from === 22n)).toEqual([[22n, 25n], [22n, 25n]])
@@ -351,11 +356,7 @@ describe("LogFollower", () => {
       })
       const f = yield* start(scripted, { range: { initial: 10 } })
       yield* TestClock.adjust("5 seconds")
-      const events = yield* f.events
-      expect(events.every((e) => e._tag === "Batch")).toBe(true)
-      const { logs, checkpoint } = apply(events)
-      expect(checkpoint).toEqual({ height: 25n, hash: blockHash(chain, 25n) })
-      expect(logs).toEqual(logsUpTo(chain, 25n))
+      const logs = expectBatchesUpTo(yield* f.events, chain, 25n)
       expect(logs.map((l) => l.transactionHash)).not.toContain(orphaned.transactionHash)
       expect(chain.requests.filter(([from]) => from === 10n)).toHaveLength(2)
     }))
