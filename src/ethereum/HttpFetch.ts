@@ -6,13 +6,15 @@
  * its bottleneck on a local node, so this is time saved (see the README's benchmarks).
  *
  * What `fetch` did and this keeps: keep-alive connections in one pool for the process (as `fetch`
- * has its global dispatcher; idle sockets close by themselves and never hold the process), gzip,
- * deflate and brotli answers decompressed, up to 3 redirects followed, the abort `signal` (an
- * interrupted call closes its connection). The answer is read whole, at most `maxBodyBytes`
- * (viem's own default, 10 MiB): a larger one fails with viem's `ResponseBodyTooLargeError`, which
- * the client takes as a range too large, as it did when viem read the body.
+ * has its global dispatcher; idle sockets close by themselves and never hold the process); the
+ * `accept`, `user-agent` and `accept-encoding` headers it sent; gzip, deflate (zlib or raw) and
+ * brotli answers decoded leniently (a cut-off trailer or an empty body is no error), several
+ * codings undone in turn; the server's status text; a leading BOM dropped; up to 3 redirects
+ * followed; the abort `signal` (an interrupted call closes its connection). The answer is read
+ * whole, at most `maxBodyBytes` (viem's own default, 10 MiB): a larger one fails with viem's
+ * `ResponseBodyTooLargeError`, which the client takes as a range too large, as it did when viem
+ * read the body.
  */
-import { STATUS_CODES } from "node:http"
 import { promisify } from "node:util"
 import * as zlib from "node:zlib"
 import { Agent, interceptors, request } from "undici"
@@ -26,19 +28,32 @@ export type FetchFn = (input: string | URL | Request, init?: RequestInit) => Pro
 
 const dispatcher = new Agent().compose(interceptors.redirect({ maxRedirections: 3 }))
 
-/** Decoders of the encodings we accept, run on libuv's thread pool (off the event loop). */
-const decoders: Record<string, (buffer: Buffer, options: zlib.ZlibOptions) => Promise<Buffer>> = {
-  gzip: promisify(zlib.gunzip),
-  deflate: promisify(zlib.inflate),
-  br: promisify(zlib.brotliDecompress)
+const gunzip = promisify(zlib.gunzip)
+const inflate = promisify(zlib.inflate)
+const inflateRaw = promisify(zlib.inflateRaw)
+const brotli = promisify(zlib.brotliDecompress)
+/** As `fetch` decodes: what arrived, even when the stream's end is missing. */
+const lenient = { finishFlush: zlib.constants.Z_SYNC_FLUSH }
+
+/** A zlib header (RFC 1950): deflate as the RFC says; servers also send raw deflate. */
+const zlibWrapped = (b: Buffer) => b.length >= 2 && (b[0]! & 0x0f) === 8 && ((b[0]! << 8) | b[1]!) % 31 === 0
+
+/** Decoders of the codings `fetch` undid, run on libuv's thread pool (off the event loop). */
+const decoders: Record<string, (body: Buffer, maxOutputLength: number) => Promise<Buffer>> = {
+  gzip: (b, maxOutputLength) => gunzip(b, { ...lenient, maxOutputLength }),
+  "x-gzip": (b, maxOutputLength) => gunzip(b, { ...lenient, maxOutputLength }),
+  deflate: (b, maxOutputLength) => (zlibWrapped(b) ? inflate : inflateRaw)(b, { ...lenient, maxOutputLength }),
+  br: (b, maxOutputLength) => brotli(b, { finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH, maxOutputLength })
 }
-const acceptEncoding = Object.keys(decoders).join(", ")
 
 /** A `fetchFn` whose answers may be at most `cap` bytes (decompressed). */
 export const make = (cap: number = maxBodyBytes): FetchFn => async (input, init = {}) => {
   const url = input instanceof Request ? input.url : input
   const headers = new Headers(init.headers)
-  if (!headers.has("accept-encoding")) headers.set("accept-encoding", acceptEncoding)
+  // What `fetch` sent when the caller did not say (some CDNs refuse a request without a user agent).
+  if (!headers.has("accept")) headers.set("accept", "*/*")
+  if (!headers.has("user-agent")) headers.set("user-agent", "node")
+  if (!headers.has("accept-encoding")) headers.set("accept-encoding", "gzip, deflate, br")
   const answer = await request(url, {
     dispatcher,
     method: (init.method ?? "GET") as "POST",
@@ -66,19 +81,31 @@ export const make = (cap: number = maxBodyBytes): FetchFn => async (input, init 
   return {
     ok: answer.statusCode >= 200 && answer.statusCode < 300,
     status: answer.statusCode,
-    statusText: STATUS_CODES[answer.statusCode] ?? "",
+    // viem makes it the error's detail when the body is empty: the server's words, as `fetch` gave.
+    statusText: answer.statusText,
     headers: responseHeaders,
     body: null,
-    text: () => Promise.resolve(text)
+    // `Response.text()` drops a byte order mark; `JSON.parse` would refuse it.
+    text: () => Promise.resolve(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text)
   } as unknown as Response
 }
 
-/** `body` decoded as its `Content-Encoding` says (as is when it names none we know), at most `cap` bytes. */
+/**
+ * `body` with its codings undone, last applied first (`gzip, br` is brotli, then gzip), at most
+ * `cap` bytes; as is from the first coding we do not know, and when empty.
+ */
 const decoded = async (body: Buffer, encoding: string | Array<string> | undefined, cap: number): Promise<Buffer> => {
-  const decode = typeof encoding === "string" ? decoders[encoding.trim().toLowerCase()] : undefined
-  if (decode === undefined) return body
+  if (body.length === 0 || encoding === undefined) return body
+  const codings = (Array.isArray(encoding) ? encoding.join(",") : encoding).split(",")
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== "" && c !== "identity")
   try {
-    return await decode(body, { maxOutputLength: cap })
+    for (const coding of codings.reverse()) {
+      const decode = decoders[coding]
+      if (decode === undefined) return body
+      body = await decode(body, cap)
+    }
+    return body
   } catch (error) {
     if ((error as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE") {
       throw new ResponseBodyTooLargeError({ maxSize: cap, size: cap + 1 })

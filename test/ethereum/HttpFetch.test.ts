@@ -4,7 +4,7 @@
  * aborts), and through the client a too large answer is still a range to shrink.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect } from "effect"
+import { Duration, Effect, Option } from "effect"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import * as zlib from "node:zlib"
@@ -62,25 +62,56 @@ describe("HttpFetch (undici's request as viem's fetchFn)", () => {
       const got = yield* post(`${s.url}/v3/key`, `{"method":"eth_chainId"}`)
       expect(got).toEqual({ status: 503, ok: false, statusText: "Service Unavailable", type: "application/json", text: answer })
       expect(s.seen[0]).toMatchObject({ method: "POST", url: "/v3/key", body: `{"method":"eth_chainId"}` })
-      expect(s.seen[0]!.headers["content-type"]).toBe("application/json")
-      expect(s.seen[0]!.headers["accept-encoding"]).toBe("gzip, deflate, br")
+      expect(s.seen[0]!.headers).toMatchObject({
+        "content-type": "application/json",
+        "accept-encoding": "gzip, deflate, br",
+        // As fetch sent them: some CDNs refuse a request without a user agent.
+        accept: "*/*",
+        "user-agent": "node"
+      })
     }))
 
-  it.scopedLive("decodes gzip, deflate and brotli answers", () =>
+  it.scopedLive("gives the server's status text and drops a leading byte order mark, as a Response does", () =>
     Effect.gen(function*() {
-      const encoders: Record<string, (b: Buffer) => Buffer> = {
-        gzip: zlib.gzipSync,
-        deflate: zlib.deflateSync,
-        br: zlib.brotliCompressSync
-      }
-      for (const [encoding, encode] of Object.entries(encoders)) {
+      const s = yield* serve((_, res) => {
+        res.writeHead(400, "Rate limited", { "content-type": "application/json" })
+        res.end(`\uFEFF${answer}`)
+      })
+      const got = yield* post(s.url, "{}")
+      expect(got).toMatchObject({ status: 400, statusText: "Rate limited", text: answer })
+    }))
+
+  it.scopedLive("decodes gzip, deflate (zlib or raw) and brotli answers, several codings in turn, a cut-off trailer", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [label: string, encoding: string, encode: (b: Buffer) => Buffer]> = [
+        ["gzip", "gzip", zlib.gzipSync],
+        ["x-gzip", "x-gzip", zlib.gzipSync],
+        ["deflate (zlib)", "deflate", zlib.deflateSync],
+        ["deflate (raw)", "deflate", zlib.deflateRawSync],
+        ["brotli", "br", zlib.brotliCompressSync],
+        ["gzip then brotli", "gzip, br", (b) => zlib.brotliCompressSync(zlib.gzipSync(b))],
+        ["gzip without its trailer", "GZIP", (b) => zlib.gzipSync(b).subarray(0, -8)]
+      ]
+      for (const [label, encoding, encode] of cases) {
         const s = yield* serve((_, res) => {
           res.writeHead(200, { "content-type": "application/json", "content-encoding": encoding })
           res.end(encode(Buffer.from(answer)))
         })
         const got = yield* post(s.url, "{}")
-        expect(got.text, encoding).toBe(answer)
+        expect(got.text, label).toBe(answer)
       }
+    }))
+
+  it.scopedLive("through the client, an empty compressed error answer keeps its status and headers", () =>
+    Effect.gen(function*() {
+      const s = yield* serve((_, res) => {
+        res.writeHead(429, { "content-encoding": "gzip", "content-length": "0", "retry-after": "7" })
+        res.end()
+      })
+      const client = yield* Effect.provide(EthereumClient, EthereumClient.layer({ urls: [s.url] }))
+      const error = yield* Effect.flip(client.chainId)
+      expect(error._tag).toBe("RpcRateLimited")
+      expect(error).toMatchObject({ retryAfter: Option.some(Duration.seconds(7)) })
     }))
 
   it.scopedLive("follows a 307 redirect with the same POST", () =>
