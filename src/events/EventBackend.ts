@@ -113,7 +113,7 @@ export const makeStorage = (
         const resolution = registry.get(type)
         return Option.isNone(resolution)
           ? unknown(type)
-          : Effect.flatMap(resolution.value.type.decodeAll(bodies), () => insertAll(type, bodies))
+          : Effect.zipRight(resolution.value.type.checkAll(bodies), insertAll(type, bodies))
       },
       kv: {
         get: (key) => backend.kvGet(listener, key),

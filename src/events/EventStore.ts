@@ -46,7 +46,11 @@ export interface EventStoreService {
     type: EventType<A, I>,
     payloads: ReadonlyArray<A>
   ) => Effect.Effect<ReadonlyArray<EventId>, UnknownEventType | PayloadCodecError | EventStoreError>
-  /** `broadcastAll` for bodies already encoded: every body is decoded first, as `broadcastRaw` does. */
+  /**
+   * `broadcastAll` for bodies already encoded: every body is checked first by the registered type
+   * (`EventType.checkAll`: its `accepts` when it has one, else a decode), and nothing of the call
+   * is stored when one fails.
+   */
   readonly broadcastRawAll: (
     type: string,
     bodies: ReadonlyArray<Uint8Array>

@@ -33,6 +33,21 @@ export interface EventType<A, I = Uint8Array> {
   readonly encodeAll: (payloads: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<Uint8Array>, PayloadCodecError>
   /** `decode` of many bodies as one step; fails on the first that cannot be, naming its index. */
   readonly decodeAll: (bodies: ReadonlyArray<Uint8Array>) => Effect.Effect<ReadonlyArray<A>, PayloadCodecError>
+  /**
+   * Checks that every body would decode, without making the payloads (what storing raw bodies
+   * needs): with the type's `accepts` when it has one, else by `decodeAll`. Fails on the first that
+   * would not, naming its index.
+   */
+  readonly checkAll: (bodies: ReadonlyArray<Uint8Array>) => Effect.Effect<void, PayloadCodecError>
+}
+
+export interface Options {
+  /**
+   * A cheap check of body bytes: `undefined` exactly when `decode` succeeds, else why it fails.
+   * For a type whose decoding builds costly payloads while what makes a body valid is a few byte
+   * checks (`credit_account` makes bigints from fixed words); its tests should hold it to `decode`.
+   */
+  readonly accepts?: (body: Uint8Array) => string | undefined
 }
 
 /** Any event type, whatever its payload. */
@@ -42,12 +57,29 @@ export type AnyEventType = EventType<any, any>
  * Makes an event type. The schema's encoded side must be `Uint8Array`; for JSON payloads
  * compose with `EventType.json`.
  */
-export const make = <A>(name: string, schema: Schema.Schema<A, Uint8Array>): EventType<A, Uint8Array> => {
+export const make = <A>(
+  name: string,
+  schema: Schema.Schema<A, Uint8Array>,
+  options: Options = {}
+): EventType<A, Uint8Array> => {
   const encoder = parser(Schema.encodeEither(schema), Schema.encode(schema), (cause, index) =>
     new PayloadCodecError({ type: name, direction: "encode", cause, ...(index === undefined ? {} : { index }) }))
   const decoder = parser(Schema.decodeEither(schema), Schema.decode(schema), (cause, index) =>
     new PayloadCodecError({ type: name, direction: "decode", cause, ...(index === undefined ? {} : { index }) }))
-  return { name, schema, encode: encoder.one, decode: decoder.one, encodeAll: encoder.all, decodeAll: decoder.all }
+  const { accepts } = options
+  const checkAll = accepts === undefined
+    ? (bodies: ReadonlyArray<Uint8Array>) => Effect.asVoid(decoder.all(bodies))
+    : (bodies: ReadonlyArray<Uint8Array>) =>
+      Effect.suspend(() => {
+        for (let index = 0; index < bodies.length; index++) {
+          const problem = accepts(bodies[index]!)
+          if (problem !== undefined) {
+            return Effect.fail(new PayloadCodecError({ type: name, direction: "decode", cause: problem, index }))
+          }
+        }
+        return Effect.void
+      })
+  return { name, schema, encode: encoder.one, decode: decoder.one, encodeAll: encoder.all, decodeAll: decoder.all, checkAll }
 }
 
 /**

@@ -49,15 +49,29 @@ export const abi = [
 const validatePayload = Schema.validateEither(Payload)
 
 /**
+ * Why `bytes` is not a canonical body, or `undefined` when it is one: any 160 bytes with zero
+ * padding in the address and log index words decode (every uint256, bytes32 and uint32 value is
+ * valid).
+ */
+const bodyProblem = (bytes: Uint8Array): string | undefined => {
+  if (bytes.length !== 160) return `expected 160 bytes, got ${bytes.length}`
+  for (let i = 32; i < 44; i++) if (bytes[i] !== 0) return "the account word has non-zero padding"
+  for (let i = 128; i < 156; i++) if (bytes[i] !== 0) return "the logIndex word exceeds uint32"
+  return undefined
+}
+
+/** The decode failure's text for a body that is not canonical. */
+const notCanonical = (problem: string) => `not a canonical credit_account body: ${problem}`
+
+/**
  * Decodes the five static words of the ABI encoding directly. Same result as viem's
  * `decodeAbiParameters(abi, bytes)` (the tests check it), but strict (exactly 160 bytes, zero
  * padding: one deposit has one body) and about 50x faster, which matters when a block resolves
  * thousands of deposits.
  */
 const decodeWords = (bytes: Uint8Array): Payload | string => {
-  if (bytes.length !== 160) return `expected 160 bytes, got ${bytes.length}`
-  for (let i = 32; i < 44; i++) if (bytes[i] !== 0) return "the account word has non-zero padding"
-  for (let i = 128; i < 156; i++) if (bytes[i] !== 0) return "the logIndex word exceeds uint32"
+  const problem = bodyProblem(bytes)
+  if (problem !== undefined) return problem
   const hex = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex")
   // Word n is hex[64n, 64n + 64). No helper closure: under tsx every closure made on a hot path
   // costs a `defineProperty` (esbuild's keepNames), a visible share of a catch-up's profile.
@@ -120,7 +134,7 @@ export const PayloadFromBytes: Schema.Schema<Payload, Uint8Array> = Schema.trans
     decode: (bytes, _, ast) => {
       const payload = decodeWords(bytes)
       return typeof payload === "string"
-        ? ParseResult.fail(new ParseResult.Type(ast, bytes, `not a canonical credit_account body: ${payload}`))
+        ? ParseResult.fail(new ParseResult.Type(ast, bytes, notCanonical(payload)))
         : ParseResult.succeed(payload)
     },
     encode: (payload, _, ast) => {
@@ -144,8 +158,18 @@ export const PayloadFromBytes: Schema.Schema<Payload, Uint8Array> = Schema.trans
   }
 )
 
-/** The `credit_account` event type, shared by the listener that broadcasts and the resolution. */
-export const CreditAccount = EventType.make("credit_account", PayloadFromBytes)
+/**
+ * The `credit_account` event type, shared by the listener that broadcasts and the resolution.
+ * Raw bodies are checked by their bytes (`accepts`), not decoded: a catch-up stores thousands,
+ * and decoding them only to check them cost a 10,000-deposit catch-up about a tenth (12 catch-ups
+ * each, side by side: 543 vs 613 ms, CPU 638 vs 702 ms).
+ */
+export const CreditAccount = EventType.make("credit_account", PayloadFromBytes, {
+  accepts: (body) => {
+    const problem = bodyProblem(body)
+    return problem === undefined ? undefined : notCanonical(problem)
+  }
+})
 
 /** A confirmed deposit whose amount is zero or negative: nothing is credited. */
 export class InvalidCreditAmount extends Data.TaggedError("InvalidCreditAmount")<{

@@ -20,9 +20,25 @@ const Credit = EventType.make(
 )
 const Unregistered = EventType.make("not_registered", EventType.json(Schema.String))
 
+/** A type of one-byte bodies checked by `accepts`; `decodes` counts its schema's decodes. */
+let decodes = 0
+const Checked = EventType.make(
+  "checked",
+  Schema.transform(Schema.Uint8ArrayFromSelf, Schema.Number, {
+    strict: true,
+    decode: (b) => {
+      decodes++
+      return b[0] ?? 0
+    },
+    encode: (n) => Uint8Array.of(n)
+  }),
+  { accepts: (b) => (b.length === 1 ? undefined : "one byte") }
+)
+
 const Registry = ResolutionRegistry.layer(
   Resolution.make({ type: Credit, resolve: () => Effect.void }),
-  Resolution.make({ type: EventType.make("other", Schema.Uint8ArrayFromSelf), resolve: () => Effect.void })
+  Resolution.make({ type: EventType.make("other", Schema.Uint8ArrayFromSelf), resolve: () => Effect.void }),
+  Resolution.make({ type: Checked, resolve: () => Effect.void })
 )
 
 const bytes = (...values: ReadonlyArray<number>) => Uint8Array.from(values)
@@ -104,7 +120,7 @@ const suite = (label: string, fresh: () => StoreLayer) =>
       Effect.gen(function*() {
         const store = yield* storeOf()
         const raw = yield* Effect.flip(store.broadcastRaw("not_registered", bytes(1)))
-        expect(raw).toMatchObject({ _tag: "UnknownEventType", type: "not_registered", known: ["credit_account", "other"] })
+        expect(raw).toMatchObject({ _tag: "UnknownEventType", type: "not_registered", known: ["checked", "credit_account", "other"] })
         expect(raw.message).toContain("ResolutionRegistry")
         const typed = yield* Effect.flip(store.broadcast(Unregistered, "x"))
         expect(typed._tag).toBe("UnknownEventType")
@@ -141,6 +157,18 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         const unknown = yield* Effect.flip(store.broadcastRawAll("not_registered", [bytes(1)]))
         expect(unknown._tag).toBe("UnknownEventType")
         expect(yield* ids()).toEqual([])
+      }))
+
+    test("broadcastRawAll checks bodies with their type's accepts, without decoding them", () =>
+      Effect.gen(function*() {
+        const store = yield* storeOf()
+        const before = decodes
+        const stored = yield* store.broadcastRawAll("checked", [bytes(1), bytes(2)])
+        expect(yield* ids()).toEqual(stored)
+        const error = yield* Effect.flip(store.broadcastRawAll("checked", [bytes(3), bytes(4, 5)]))
+        expect(error).toMatchObject({ _tag: "PayloadCodecError", type: "checked", index: 1, cause: "one byte" })
+        expect(yield* ids()).toEqual(stored)
+        expect(decodes).toBe(before)
       }))
 
     test("processed ids are dropped silently", () =>

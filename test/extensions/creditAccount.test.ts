@@ -104,6 +104,31 @@ describe("credit_account payload", () => {
     { fastCheck: { numRuns: 200 } }
   )
 
+  it.effect.prop(
+    "checkAll (its byte check, used for raw bodies) accepts a body exactly when decode does",
+    [
+      fc.oneof(
+        // Near-canonical bodies: 159 to 161 bytes, the padding bytes mostly zero.
+        fc.tuple(fc.integer({ min: 159, max: 161 }), fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 161, maxLength: 161 }), fc.array(fc.boolean(), { minLength: 161, maxLength: 161 }))
+          .map(([length, values, dirty]) =>
+            Uint8Array.from({ length }, (_, i) => (i >= 32 && i < 44) || (i >= 128 && i < 156) ? (dirty[i] && values[i]! % 7 === 0 ? values[i]! : 0) : values[i]!)),
+        fc.uint8Array({ maxLength: 200 })
+      )
+    ],
+    ([bytes]) =>
+      Effect.gen(function*() {
+        const decoded = yield* Effect.either(CreditAccount.decode(bytes))
+        const checked = yield* Effect.either(CreditAccount.checkAll([bytes]))
+        expect(checked._tag).toBe(decoded._tag)
+        if (checked._tag === "Left" && decoded._tag === "Left") {
+          expect(checked.left).toMatchObject({ _tag: "PayloadCodecError", type: "credit_account", direction: "decode", index: 0 })
+          // The same reason as the decode's.
+          expect(decoded.left.message).toContain(String(checked.left.cause))
+        }
+      }),
+    { fastCheck: { numRuns: 500 } }
+  )
+
   it.effect("refuses bytes that are not a canonical encoding, and amounts a uint256 cannot hold", () =>
     Effect.gen(function*() {
       const good = yield* CreditAccount.encode(deposit(alice, 5n, 1))
