@@ -232,9 +232,9 @@ export const delayed = async (
 
 /**
  * (c) The raw pipeline over a fresh database `file` (migrated, then opened with raw better-sqlite3
- * in WAL): the same ranges as bare POSTs, `inFlight` of them asked at a time (2, as ours: the
- * next range's request is on the wire while this one's is; 1: the next is asked once this one's
- * answer is in, and is on the wire while this range is stored); per range one transaction of
+ * in WAL): the same ranges as bare POSTs, `inFlight` of them asked at a time (as many as ours
+ * fetches, `LogFollower.defaultInFlight`; or 1: the next is asked once this one's answer is in,
+ * and is on the wire while this range is stored); per range one transaction of
  * prepared `INSERT`s (body by `creditBody`, id by `EventId.make`) and the range's checkpoint (a
  * plain JSON height). Returns ms (the first request to the last commit).
  */

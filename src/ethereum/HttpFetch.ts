@@ -39,10 +39,13 @@ const lenient = { finishFlush: zlib.constants.Z_SYNC_FLUSH }
 /** A zlib header (RFC 1950): deflate as the RFC says; servers also send raw deflate. */
 const zlibWrapped = (b: Buffer) => b.length >= 2 && (b[0]! & 0x0f) === 8 && ((b[0]! << 8) | b[1]!) % 31 === 0
 
+type Decoder = (body: Buffer, maxOutputLength: number) => Promise<Buffer>
+const gzip: Decoder = (b, maxOutputLength) => gunzip(b, { ...lenient, maxOutputLength })
+
 /** Decoders of the codings `fetch` undid, run on libuv's thread pool (off the event loop). */
-const decoders: Record<string, (body: Buffer, maxOutputLength: number) => Promise<Buffer>> = {
-  gzip: (b, maxOutputLength) => gunzip(b, { ...lenient, maxOutputLength }),
-  "x-gzip": (b, maxOutputLength) => gunzip(b, { ...lenient, maxOutputLength }),
+const decoders: Record<string, Decoder> = {
+  gzip,
+  "x-gzip": gzip,
   deflate: (b, maxOutputLength) => (zlibWrapped(b) ? inflate : inflateRaw)(b, { ...lenient, maxOutputLength }),
   br: (b, maxOutputLength) => brotli(b, { finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH, maxOutputLength })
 }
