@@ -3,12 +3,11 @@
  * databases. Machines are shared and noisy, so a figure is never one run: each round runs ours
  * and the baseline back to back (alternating which goes first), and a figure is the median.
  */
-import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Effect, Layer } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import * as Migrations from "../src/storage/migrations.js"
+import * as Node from "../layers/Node.js"
 
 /** One line of the table and of `bench/results.json`. */
 export interface Result {
@@ -74,9 +73,9 @@ export const tempDir = (label: string): { readonly path: (file: string) => strin
   return { path: (file) => join(dir, file), remove: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
-/** The node database at `filename` (WAL, as the node runs it), migrated to the newest schema. */
+/** The node database at `filename` as the node opens it (`layers/Node.ts`): WAL, checkpointed on a thread of its own, migrated. */
 export const nodeDb = (filename: string) =>
-  Migrations.layer.pipe(Layer.provideMerge(SqliteClient.layer({ filename })))
+  Node.database(filename)
 
 /** Creates the node schema in `filename` and closes it, for a raw baseline to open. */
 export const migrateFile = (filename: string): Promise<void> =>

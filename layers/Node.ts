@@ -7,7 +7,7 @@
  * `VoteTransport` (how its transactions reach the network) and, through the options, its identity
  * and its `[app.extensions.*]` config sections.
  *
- *   SqliteClient ─┬─ migrations
+ *   SqliteClient ─┬─ migrations, WAL checkpoints (a thread of their own)
  *                 ├─ EventStore.layerSql ── EventStorage, EventLog ─┐
  *   ResolutionRegistry ─┘                 VoteLedger ──────────────┼─ Broadcaster ── VoteTransport (node)
  *   ListenerRegistry ─── ListenerManager ── ValidatorStatus (node) ┘
@@ -26,6 +26,7 @@ import { NodeInfo } from "../src/listener/NodeInfo.js"
 import type { ValidatorStatus } from "../src/listener/ValidatorStatus.js"
 import * as Migrations from "../src/storage/migrations.js"
 import type { DatabaseTooNew } from "../src/storage/schemaGuard.js"
+import * as WalCheckpointer from "../src/storage/WalCheckpointer.js"
 import { Broadcaster, type BroadcasterConfig } from "../src/voting/Broadcaster.js"
 import type { AnyResolution } from "../src/voting/Resolution.js"
 import { type DuplicateResolution, ResolutionRegistry } from "../src/voting/ResolutionRegistry.js"
@@ -58,8 +59,9 @@ export type NodeServices =
   | ListenerManager
   | NodeInfo
 
-/** The database: the SQLite file, migrated. */
-export const database = (filename: string) => Migrations.layer.pipe(Layer.provideMerge(open(filename)))
+/** The database: the SQLite file, migrated, its WAL checkpointed on a thread of its own (`WalCheckpointer`). */
+export const database = (filename: string) =>
+  Layer.merge(Migrations.layer, WalCheckpointer.layer(filename)).pipe(Layer.provideMerge(open(filename)))
 
 /**
  * Opens the SQLite file. better-sqlite3 throws when the file cannot be opened (a directory, a
