@@ -295,6 +295,8 @@ const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: O
         { discard: true }
       )
 
+    const writeCheckpoint = yield* Checkpoints.makeWriter(store.kv)
+
     const handle = (event: LogFollower.FollowerEvent) =>
       Effect.gen(function*() {
         if (event._tag === "Batch") {
@@ -302,7 +304,7 @@ const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: O
           yield* store.transaction(
             skipped.pipe(
               Effect.zipRight(handOver(bodies)),
-              Effect.zipRight(Checkpoints.writeCheckpoint(store.kv, event.checkpoint))
+              Effect.zipRight(writeCheckpoint(event.checkpoint))
             )
           )
           // Counted once committed: a rolled-back batch is broadcast again by the next run.
@@ -313,7 +315,7 @@ const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: O
             )
           }
         } else {
-          yield* store.transaction(Checkpoints.writeCheckpoint(store.kv, event.checkpoint))
+          yield* store.transaction(writeCheckpoint(event.checkpoint))
           yield* Effect.logWarning(
             "deep reorg: rewound to the common ancestor; deposits above it are re-scanned, and events already " +
               "broadcast from orphaned blocks will expire unconfirmed"

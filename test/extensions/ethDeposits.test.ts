@@ -4,7 +4,7 @@
  * event store, driven by `TestClock`.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Exit, Fiber, Layer, Metric, Option, TestClock } from "effect"
+import { Effect, Either, Exit, Fiber, Layer, Metric, Option, Schema, TestClock } from "effect"
 import { type Address, encodeAbiParameters, type Hex, pad } from "viem"
 import { EventLog } from "../../src/events/EventLog.js"
 import { EventStore } from "../../src/events/EventStore.js"
@@ -98,6 +98,44 @@ describe("checkpoint codec", () => {
     const history = [{ height: 1n }, cp]
     expect(Checkpoints.decodeHistory(Checkpoints.encodeHistory(history))).toEqual(Either.right(history))
   })
+
+  it("encodes by hand exactly what the schemas encode", () => {
+    const cps = [{ height: 0n }, { height: 2n ** 60n, hash: pad("0xab", { size: 32 }) }, { height: 7n, hash: pad("0x7", { size: 32 }) }]
+    for (const cp of cps) {
+      expect(Checkpoints.encodeCheckpoint(cp)).toEqual(Schema.encodeSync(Checkpoints.CheckpointBytes)(cp))
+    }
+    expect(Checkpoints.encodeHistory(cps)).toEqual(Schema.encodeSync(Checkpoints.HistoryBytes)(cps))
+    expect(Checkpoints.encodeHistory([])).toEqual(Schema.encodeSync(Checkpoints.HistoryBytes)([]))
+  })
+
+  it.effect("a writer reads the history once, then keeps it: appends, drops what a rewind orphans, keeps the last 64", () =>
+    Effect.gen(function*() {
+      const values = new Map<string, Uint8Array>([
+        [Checkpoints.historyKey, Checkpoints.encodeHistory([{ height: 1n }, { height: 2n }])]
+      ])
+      let reads = 0
+      const kv = {
+        get: (key: string) => Effect.sync(() => {
+          reads++
+          return Option.fromNullable(values.get(key))
+        }),
+        set: (key: string, value: Uint8Array) => Effect.sync(() => void values.set(key, value)),
+        delete: (key: string) => Effect.sync(() => void values.delete(key))
+      }
+      const stored = () => Either.getOrThrow(Checkpoints.decodeHistory(values.get(Checkpoints.historyKey)!))
+      const write = yield* Checkpoints.makeWriter(kv)
+      yield* write({ height: 5n })
+      yield* write({ height: 9n })
+      expect(stored().map((c) => c.height)).toEqual([1n, 2n, 5n, 9n])
+      // A rewind to 3: the checkpoints above it came from orphaned blocks.
+      yield* write({ height: 3n })
+      expect(stored().map((c) => c.height)).toEqual([1n, 2n, 3n])
+      expect(Checkpoints.decodeCheckpoint(values.get(Checkpoints.checkpointKey)!)).toEqual(Either.right({ height: 3n }))
+      for (let h = 10n; h < 100n; h++) yield* write({ height: h })
+      expect(stored()).toHaveLength(Checkpoints.historySize)
+      expect(stored().at(-1)?.height).toBe(99n)
+      expect(reads).toBe(1)
+    }))
 
   it("refuses a corrupt value with the key and a way out", () => {
     const bad = Checkpoints.decodeCheckpoint(new TextEncoder().encode(`{"height":"x"}`))
