@@ -7,7 +7,7 @@ import { Chunk, Config, ConfigProvider, Duration, Effect, Either, Exit, Fiber, L
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { parseAbiItem, toEventSelector } from "viem"
-import { EthereumClient, fastLogs, LogsJson, rpcCalls } from "../../src/ethereum/EthereumClient.js"
+import { EthereumClient, EthLogs, fastLogs, rpcCalls } from "../../src/ethereum/EthereumClient.js"
 import { isHealable } from "../../src/ethereum/errors.js"
 import * as LogFollower from "../../src/ethereum/LogFollower.js"
 
@@ -183,10 +183,25 @@ describe("EthereumClient (viem, scripted servers)", () => {
       [{ ...good, transactionIndex: "0x20000000000001" }], // 2^53 + 1
       [{ ...good, logIndex: "-0x1" }],
       [{ ...good, removed: "no" }],
-      [good, { ...good, logIndex: null }]
+      [good, { ...good, logIndex: null }],
+      // Empty strings: nothing checked before the first log may match them.
+      [{ ...good, address: "" }],
+      [{ ...good, topics: [""] }],
+      [{ ...good, blockNumber: "" }],
+      [{ ...good, blockHash: "" }],
+      [{ ...good, transactionHash: "" }],
+      // A log after a good one: a string it repeats is checked once, one that differs is checked again.
+      [good, { ...good, logIndex: "0x1" }, { ...good, blockNumber: "0x20", blockHash: `0x${"d".repeat(64)}` }],
+      [good, { ...good, address: "0x12" }],
+      [good, { ...good, topics: [`0x${"2".repeat(63)}`] }],
+      [good, { ...good, topics: [good.topics[0], "0x1"] }],
+      [good, { ...good, blockNumber: "0xzz" }],
+      [good, { ...good, blockHash: `0x${"b".repeat(63)}` }],
+      [good, { ...good, transactionHash: `0x${"c".repeat(65)}` }],
+      [good, { ...good, transactionIndex: "0x20000000000001" }]
     ]
     for (const json of variants) {
-      const bySchema = Schema.decodeUnknownEither(LogsJson)(json)
+      const bySchema = Schema.decodeUnknownEither(EthLogs)(json)
       const fast = fastLogs(json)
       if (Either.isRight(bySchema)) expect(fast, JSON.stringify(json)).toEqual(bySchema.right)
       else expect(fast, JSON.stringify(json)).toBeUndefined()
