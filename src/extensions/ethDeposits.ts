@@ -82,21 +82,42 @@ const addressPadding = "0x000000000000000000000000"
 const creditData = /^0x[0-9a-fA-F]{128}$/
 const txHash = /^0x[0-9a-fA-F]{64}$/
 
-/** Why `log` is not a canonical `Credit` log of `contract`, or `undefined` when it is one. */
-const creditProblem = (log: EthLog, contract: Address): string | undefined => {
-  if (log.address.toLowerCase() !== contract.toLowerCase()) return `emitted by ${log.address}, not the escrow`
-  if (log.topics.length !== 1) return `has ${log.topics.length} topics; Credit has only its selector`
-  if (log.topics[0]?.toLowerCase() !== creditTopic) return "is not a Credit(address,uint256) log"
-  // Exactly two words: viem accepts trailing bytes, but a canonical Credit has none.
-  if (log.data.length !== 2 + 128) return `has ${(log.data.length - 2) / 2} data bytes; Credit has 64`
-  if (!log.data.startsWith(addressPadding)) return "has non-zero padding in its address word"
-  if (!creditData.test(log.data)) return "has data that is not hex"
-  // What the client decodes always passes these; a hand-made log might not.
-  if (!txHash.test(log.transactionHash)) return "has a transaction hash that is not 32 bytes of hex"
-  if (!Number.isInteger(log.logIndex) || log.logIndex < 0 || log.logIndex > 0xffff_ffff) {
-    return `has log index ${log.logIndex}, outside uint32`
+/**
+ * Why a log is not a canonical `Credit` log of `contract`, or `undefined` when it is one. The
+ * checker keeps the last address, topic and transaction hash that passed: the logs of a batch
+ * repeat them (one contract, one event, many logs a transaction), so each is checked once, not
+ * lowercased and matched again for every log.
+ */
+export const creditChecker = (contract: Address) => {
+  const expected = contract.toLowerCase()
+  let lastAddress: string | undefined
+  let lastTopic: string | undefined
+  let lastTransaction: string | undefined
+  return (log: EthLog): string | undefined => {
+    if (log.address !== lastAddress) {
+      if (log.address.toLowerCase() !== expected) return `emitted by ${log.address}, not the escrow`
+      lastAddress = log.address
+    }
+    if (log.topics.length !== 1) return `has ${log.topics.length} topics; Credit has only its selector`
+    const topic = log.topics[0]!
+    if (topic !== lastTopic) {
+      if (topic.toLowerCase() !== creditTopic) return "is not a Credit(address,uint256) log"
+      lastTopic = topic
+    }
+    // Exactly two words: viem accepts trailing bytes, but a canonical Credit has none.
+    if (log.data.length !== 2 + 128) return `has ${(log.data.length - 2) / 2} data bytes; Credit has 64`
+    if (!log.data.startsWith(addressPadding)) return "has non-zero padding in its address word"
+    if (!creditData.test(log.data)) return "has data that is not hex"
+    // What the client decodes always passes these; a hand-made log might not.
+    if (log.transactionHash !== lastTransaction) {
+      if (!txHash.test(log.transactionHash)) return "has a transaction hash that is not 32 bytes of hex"
+      lastTransaction = log.transactionHash
+    }
+    if (!Number.isInteger(log.logIndex) || log.logIndex < 0 || log.logIndex > 0xffff_ffff) {
+      return `has log index ${log.logIndex}, outside uint32`
+    }
+    return undefined
   }
-  return undefined
 }
 
 /** A `Credit` log as a `credit_account` payload, or why it is not one. */
@@ -105,7 +126,7 @@ export const decodeCredit = (
   chainId: bigint,
   contract: Address
 ): { readonly _tag: "Credit"; readonly payload: Payload } | { readonly _tag: "Malformed"; readonly reason: string } => {
-  const reason = creditProblem(log, contract)
+  const reason = creditChecker(contract)(log)
   if (reason !== undefined) return { _tag: "Malformed", reason }
   // The two words, read directly: with the checks above this is exactly what a strict
   // `decodeEventLog` accepts, and viem's decoder was a visible share of a catch-up's CPU profile.
@@ -269,11 +290,12 @@ const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: O
      * them with `CreditAccount` before storing any), a slice at a time: no Effect step per event.
      */
     const chainWord = chainIdWord(chainId)
+    const creditProblem = creditChecker(config.contractAddress)
     const decodeBatch = (logs: ReadonlyArray<EthLog>) => {
       const bodies: Array<Uint8Array> = []
       const skips: Array<Effect.Effect<void>> = []
       for (const log of logs) {
-        const reason = creditProblem(log, config.contractAddress)
+        const reason = creditProblem(log)
         if (reason === undefined) bodies.push(creditBody(log, chainWord))
         else skips.push(skip(log, reason))
       }

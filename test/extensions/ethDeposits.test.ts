@@ -64,6 +64,19 @@ describe("decodeCredit", () => {
     expect(decoded._tag === "Malformed" && decoded.reason).toContain(reason)
   })
 
+  it("a checker that has passed a log still refuses the next log that differs from it (address, topic, transaction hash)", () => {
+    const check = EthDeposits.creditChecker(CONTRACT)
+    expect(check(log())).toBeUndefined()
+    expect(check(log({ address: "0x00000000000000000000000000000000000000c1" }))).toContain("not the escrow")
+    expect(check(log({ topics: [pad("0x01", { size: 32 })] }))).toContain("not a Credit")
+    expect(check(log({ transactionHash: "0x1234" }))).toContain("transaction hash")
+    expect(check(log({ data: `0x01${creditData(ACCOUNT, 5n).slice(4)}` }))).toContain("padding")
+    // The same address and topic in other cases are still the escrow's Credit.
+    expect(check(log({ address: CONTRACT.toUpperCase().replace("0X", "0x") as Address, topics: [creditTopic.toUpperCase().replace("0X", "0x") as Hex] })))
+      .toBeUndefined()
+    expect(check(log({ address: "0x00000000000000000000000000000000000000c1" }))).toContain("not the escrow")
+  })
+
   it("builds the same body from the log as encoding its payload (mixed-case hex, big numbers included)", () => {
     const cases = [
       log(),
