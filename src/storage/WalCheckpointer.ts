@@ -1,5 +1,5 @@
 /**
- * WAL checkpoints on a thread of their own, so the node's event loop never stops to make them.
+ * WAL checkpoints on a thread of their own, so the node's event loop seldom stops to make them.
  *
  * The node database is in WAL mode: a commit appends pages to the `-wal` file, and a checkpoint
  * copies them back into the database file. By default SQLite checkpoints on the committing
@@ -10,13 +10,20 @@
  * this layer, 436 ms against 464 (20 catch-ups each); with automatic checkpoints simply off (the
  * copies left for later), 390 against 432 (24 each).
  *
- * This layer turns the connection's automatic checkpoints off (`wal_autocheckpoint = 0`) and
- * starts a worker thread with a second connection that runs a PASSIVE checkpoint every
- * `interval` (default 100 ms): PASSIVE neither waits for nor blocks the node's connection, and
- * the work is the same, only on another core. When the thread cannot start or ends early (its
- * connection fails), the connection gets its automatic checkpoints back and a warning is logged:
- * the node goes on as before. Closing the layer makes a last checkpoint, stops the thread and
- * restores the setting. In-memory and non-WAL databases are left as they are.
+ * This layer starts a worker thread with a second connection that runs a PASSIVE checkpoint every
+ * `interval` (default 100 ms): PASSIVE neither waits for nor blocks the node's connection. The
+ * connection's own automatic checkpoint is raised to a backstop (default 10,000 pages, about
+ * 40 MB), not turned off: SQLite rewinds the WAL only when a write begins after a checkpoint
+ * copied every frame, and while commits come back to back the thread's checkpoints never catch
+ * the last one, so without the backstop the WAL would grow without end (a review measured
+ * 639 MB). When the WAL passes it, the connection checkpoints itself, right after its commit, and
+ * the WAL rewinds at the next; most of its frames are copied by then.
+ *
+ * When the thread cannot start (or does not within 10 s) or ends early (its connection fails), the
+ * connection gets its automatic checkpoints back and a warning is logged: the node goes on as
+ * before. Closing the layer stops watching the thread, restores the connection's setting, then
+ * has the thread make a last checkpoint and end. In-memory and non-WAL databases are left as they
+ * are.
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -27,6 +34,8 @@ import { Worker } from "node:worker_threads"
 export interface Options {
   /** Time between two checkpoints (default 100 ms). */
   readonly interval?: Duration.DurationInput
+  /** WAL pages past which the connection checkpoints itself (default 10,000; see the module comment). */
+  readonly backstop?: number
   /** The thread's script (default `walCheckpointer.worker.mjs`, beside this file); a test gives one that fails. */
   readonly thread?: URL
 }
@@ -55,7 +64,7 @@ const spawn = (thread: URL, filename: string, intervalMs: number) =>
     let reason = "the thread exited"
     const exited = new Promise<void>((resolve) => {
       worker.once("exit", (code) => {
-        if (!started) resume(Effect.fail(`the thread exited (${code}) before opening the database`))
+        if (!started) resume(Effect.fail(`the thread exited (${code}) before opening the database: ${reason}`))
         resolve()
       })
     })
@@ -94,13 +103,21 @@ export const layer = (filename: string, options: Options = {}): Layer.Layer<neve
     const restore = sql.unsafe(`PRAGMA wal_autocheckpoint = ${automatic}`).pipe(Effect.ignore)
     const intervalMs = Math.max(1, Duration.toMillis(Duration.decode(options.interval ?? Duration.millis(100))))
 
-    const started = yield* Effect.either(Effect.acquireRelease(spawn(options.thread ?? script, filename, intervalMs), stop))
+    const backstop = Math.max(1, Math.floor(options.backstop ?? 10_000))
+    const starting = spawn(options.thread ?? script, filename, intervalMs).pipe(
+      Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => "the thread did not open the database within 10 s" }),
+      // Interruptible although it is the acquire of `acquireRelease`: a thread that never answers
+      // must not hold up an interrupted start (interrupting it terminates the thread).
+      Effect.interruptible
+    )
+    const started = yield* Effect.either(Effect.acquireRelease(starting, stop))
     if (started._tag === "Left") {
       return yield* Effect.logWarning("cannot checkpoint the WAL on a thread of its own; the connection does").pipe(
         Effect.annotateLogs({ database: filename, reason: started.left })
       )
     }
-    yield* sql.unsafe("PRAGMA wal_autocheckpoint = 0")
+    // A connection whose automatic checkpoints were off (0) stays so: whoever turned them off checkpoints.
+    yield* sql.unsafe(`PRAGMA wal_autocheckpoint = ${automatic <= 0 ? automatic : Math.max(automatic, backstop)}`)
     yield* Effect.addFinalizer(() => restore)
     // Added last, so it is interrupted first when the layer closes (before `stop`).
     const thread = started.right

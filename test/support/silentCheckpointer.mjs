@@ -1,0 +1,2 @@
+/** A stand-in for `walCheckpointer.worker.mjs` that never answers (and never ends by itself). */
+setInterval(() => {}, 1_000)
