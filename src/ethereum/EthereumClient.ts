@@ -186,7 +186,7 @@ export const fastLogs = (json: unknown): ReadonlyArray<EthLog> | undefined => {
     if (!Array.isArray(topics)) return undefined
     for (let t = 0; t < topics.length; t++) {
       const topic: unknown = topics[t]
-      if (t === 0 && topic === lastTopic0) continue
+      if (t === 0 && typeof topic === "string" && topic === lastTopic0) continue
       if (!isHash(topic)) return undefined
       if (t === 0) lastTopic0 = topic
     }

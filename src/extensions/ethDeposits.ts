@@ -86,7 +86,8 @@ const txHash = /^0x[0-9a-fA-F]{64}$/
  * Why a log is not a canonical `Credit` log of `contract`, or `undefined` when it is one. The
  * checker keeps the last address, topic and transaction hash that passed: the logs of a batch
  * repeat them (one contract, one event, many logs a transaction), so each is checked once, not
- * lowercased and matched again for every log.
+ * lowercased and matched again for every log. (A value that is not a string is never taken for
+ * the last one: a hand-made log may hold anything.)
  */
 export const creditChecker = (contract: Address) => {
   const expected = contract.toLowerCase()
@@ -94,14 +95,14 @@ export const creditChecker = (contract: Address) => {
   let lastTopic: string | undefined
   let lastTransaction: string | undefined
   return (log: EthLog): string | undefined => {
-    if (log.address !== lastAddress) {
+    if (typeof log.address !== "string" || log.address !== lastAddress) {
       if (log.address.toLowerCase() !== expected) return `emitted by ${log.address}, not the escrow`
       lastAddress = log.address
     }
     if (log.topics.length !== 1) return `has ${log.topics.length} topics; Credit has only its selector`
-    const topic = log.topics[0]!
-    if (topic !== lastTopic) {
-      if (topic.toLowerCase() !== creditTopic) return "is not a Credit(address,uint256) log"
+    const topic: unknown = log.topics[0]
+    if (typeof topic !== "string" || topic !== lastTopic) {
+      if (typeof topic !== "string" || topic.toLowerCase() !== creditTopic) return "is not a Credit(address,uint256) log"
       lastTopic = topic
     }
     // Exactly two words: viem accepts trailing bytes, but a canonical Credit has none.
@@ -109,7 +110,7 @@ export const creditChecker = (contract: Address) => {
     if (!log.data.startsWith(addressPadding)) return "has non-zero padding in its address word"
     if (!creditData.test(log.data)) return "has data that is not hex"
     // What the client decodes always passes these; a hand-made log might not.
-    if (log.transactionHash !== lastTransaction) {
+    if (typeof log.transactionHash !== "string" || log.transactionHash !== lastTransaction) {
       if (!txHash.test(log.transactionHash)) return "has a transaction hash that is not 32 bytes of hex"
       lastTransaction = log.transactionHash
     }

@@ -24,7 +24,8 @@ export const historyKey = "history"
 /** How many batch checkpoints `history` keeps. */
 export const historySize = 64
 
-const Hash32 = Schema.String.pipe(Schema.pattern(/^0x[0-9a-fA-F]{64}$/))
+const hash32 = /^0x[0-9a-fA-F]{64}$/
+const Hash32 = Schema.String.pipe(Schema.pattern(hash32))
 
 /** A checkpoint as JSON: the height as a decimal string, the hash when known. */
 const CheckpointJson = Schema.Struct({
@@ -65,9 +66,15 @@ const decodeWith = <A, I>(schema: Schema.Schema<A, I>, key: string) => (bytes: I
     return new CorruptCheckpoint({ key, detail })
   })
 
-/** A checkpoint as its JSON object: the encoded side of `CheckpointJson`, key for key. */
-const toJson = (c: Checkpoint) =>
-  c.hash === undefined ? { height: String(c.height) } : { height: String(c.height), hash: c.hash }
+/**
+ * A checkpoint as its JSON object: the encoded side of `CheckpointJson`, key for key. A hash that
+ * is not 32 bytes of hex throws, as the schema's encoder did: stored, it could not be read back.
+ */
+const toJson = (c: Checkpoint) => {
+  if (c.hash === undefined) return { height: String(c.height) }
+  if (!hash32.test(c.hash)) throw new Error(`checkpoint ${c.height}: its hash ${c.hash} is not 32 bytes of hex`)
+  return { height: String(c.height), hash: c.hash }
+}
 
 /**
  * Encodes a checkpoint for the KV. By hand, as `CheckpointBytes` encodes it (a test holds the two

@@ -187,6 +187,8 @@ describe("EthereumClient (viem, scripted servers)", () => {
       // Empty strings: nothing checked before the first log may match them.
       [{ ...good, address: "" }],
       [{ ...good, topics: [""] }],
+      [{ ...good, topics: [undefined] }],
+      [{ ...good, topics: new Array(1) }],
       [{ ...good, blockNumber: "" }],
       [{ ...good, blockHash: "" }],
       [{ ...good, transactionHash: "" }],

@@ -75,6 +75,10 @@ describe("decodeCredit", () => {
     expect(check(log({ address: CONTRACT.toUpperCase().replace("0X", "0x") as Address, topics: [creditTopic.toUpperCase().replace("0X", "0x") as Hex] })))
       .toBeUndefined()
     expect(check(log({ address: "0x00000000000000000000000000000000000000c1" }))).toContain("not the escrow")
+    // A hand-made log may hold anything: a missing value is never taken for the last one checked.
+    const fresh = EthDeposits.creditChecker(CONTRACT)
+    expect(fresh(log({ topics: [undefined as unknown as Hex] }))).toContain("not a Credit")
+    expect(fresh(log({ transactionHash: undefined as unknown as Hex }))).toContain("transaction hash")
   })
 
   it("builds the same body from the log as encoding its payload (mixed-case hex, big numbers included)", () => {
@@ -119,6 +123,11 @@ describe("checkpoint codec", () => {
     }
     expect(Checkpoints.encodeHistory(cps)).toEqual(Schema.encodeSync(Checkpoints.HistoryBytes)(cps))
     expect(Checkpoints.encodeHistory([])).toEqual(Schema.encodeSync(Checkpoints.HistoryBytes)([]))
+    // A hash that could not be read back is refused, as the schema's encoder refused it.
+    const bad = { height: 5n, hash: "0x1234" as Hex }
+    expect(() => Schema.encodeSync(Checkpoints.CheckpointBytes)(bad)).toThrow()
+    expect(() => Checkpoints.encodeCheckpoint(bad)).toThrow(/not 32 bytes of hex/)
+    expect(() => Checkpoints.encodeHistory([{ height: 1n }, bad])).toThrow(/not 32 bytes of hex/)
   })
 
   it.effect("a writer reads the history once, then keeps it: appends, drops what a rewind orphans, keeps the last 64", () =>
