@@ -56,6 +56,21 @@ const capturing = <A, E, R>(effect: Effect.Effect<A, E, R>, lines: Array<string>
     })
   )))
 
+/**
+ * `body` over a fresh file database whose checkpointer runs the thread `script` (from
+ * `test/support`), with what the layer logged while it started.
+ */
+const withThread = <A, E>(script: string, body: (warnings: () => string) => Effect.Effect<A, E, SqlClient.SqlClient>) =>
+  Effect.gen(function*() {
+    const file = yield* tempFile
+    const lines: Array<string> = []
+    const thread = new URL(`../support/${script}`, import.meta.url)
+    return yield* Effect.zipRight(
+      capturing(Layer.build(WalCheckpointer.layer(file, { thread })), lines),
+      body(() => lines.join("\n"))
+    ).pipe(Effect.provide(SqliteClient.layer({ filename: file })))
+  })
+
 describe("WalCheckpointer", () => {
   it.scopedLive("checkpoints on its own thread: the connection's automatic checkpoint is raised to the backstop, and committed pages reach the file", () =>
     Effect.gen(function*() {
@@ -102,21 +117,16 @@ describe("WalCheckpointer", () => {
     }))
 
   it.scopedLive("a thread that fails later: a warning naming the reason, and the connection checkpoints again", () =>
-    Effect.gen(function*() {
-      const file = yield* tempFile
-      const lines: Array<string> = []
-      const thread = new URL("../support/failingCheckpointer.mjs", import.meta.url)
-      yield* Effect.gen(function*() {
-        yield* capturing(Layer.build(WalCheckpointer.layer(file, { thread })), lines)
+    withThread("failingCheckpointer.mjs", (warnings) =>
+      Effect.gen(function*() {
         expect(yield* automatic).toBe(10_000)
         yield* automatic.pipe(
           Effect.filterOrFail((n) => n === 1000, () => "not yet"),
           Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("5 seconds")))
         )
-        expect(lines.join("\n")).toContain("the WAL checkpoint thread ended")
-        expect(lines.join("\n")).toContain("a checkpoint failed: disk I/O error")
-      }).pipe(Effect.provide(SqliteClient.layer({ filename: file })))
-    }))
+        expect(warnings()).toContain("the WAL checkpoint thread ended")
+        expect(warnings()).toContain("a checkpoint failed: disk I/O error")
+      })))
 
   it.scopedLive("commits back to back, which no checkpoint of the thread catches up with: the backstop keeps the WAL bounded", () =>
     Effect.gen(function*() {
@@ -160,16 +170,11 @@ describe("WalCheckpointer", () => {
     }))
 
   it.scopedLive("a thread that throws as it loads: the warning says what it threw", () =>
-    Effect.gen(function*() {
-      const file = yield* tempFile
-      const lines: Array<string> = []
-      const thread = new URL("../support/throwingCheckpointer.mjs", import.meta.url)
-      yield* Effect.gen(function*() {
-        yield* capturing(Layer.build(WalCheckpointer.layer(file, { thread })), lines)
+    withThread("throwingCheckpointer.mjs", (warnings) =>
+      Effect.gen(function*() {
         expect(yield* automatic).toBe(1000)
-        expect(lines.join("\n")).toContain("cannot load the SQLite driver")
-      }).pipe(Effect.provide(SqliteClient.layer({ filename: file })))
-    }))
+        expect(warnings()).toContain("cannot load the SQLite driver")
+      })))
 
   it.scopedLive("a thread that never answers does not hold up an interrupted start", () =>
     Effect.gen(function*() {
