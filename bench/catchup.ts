@@ -312,7 +312,7 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
   const spec: CatchupChain.ChainSpec = options.quick
     ? { blocks: 20_000, txs: 20, logsPerTx: 100 }
     : { blocks: 100_000, txs: 100, logsPerTx: 100 }
-  const rounds = 3
+  const rounds = 5
   const dir = tempDir("catchup")
   try {
     return await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
