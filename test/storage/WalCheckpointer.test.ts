@@ -27,14 +27,9 @@ const automatic = Effect.flatMap(SqlClient.SqlClient, (sql) =>
 const writePages = Effect.flatMap(SqlClient.SqlClient, (sql) =>
   Effect.zipRight(
     sql.unsafe("CREATE TABLE IF NOT EXISTS pages (x BLOB)"),
-    sql.withTransaction(sql.unsafe("INSERT INTO pages SELECT randomblob(4000) FROM generate_series(1, 2000)").pipe(
-      Effect.catchAll(() =>
-        // Without the series extension: a recursive CTE.
-        sql.unsafe(
-          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) " +
-            "INSERT INTO pages SELECT randomblob(4000) FROM n"
-        )
-      )
+    sql.withTransaction(sql.unsafe(
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) " +
+        "INSERT INTO pages SELECT randomblob(4000) FROM n"
     ))
   ))
 
@@ -57,39 +52,44 @@ const capturing = <A, E, R>(effect: Effect.Effect<A, E, R>, lines: Array<string>
   )))
 
 /**
+ * `body` with a connection to a fresh file database, given its path (in WAL mode unless
+ * `disableWAL`). What `body` opens in its scope closes before the connection, as in a node.
+ */
+const onFile = <A, E, R>(
+  body: (file: string) => Effect.Effect<A, E, R>,
+  options: { readonly disableWAL?: boolean } = {}
+) =>
+  Effect.flatMap(tempFile, (file) =>
+    body(file).pipe(Effect.scoped, Effect.provide(SqliteClient.layer({ filename: file, ...options }))))
+
+/**
  * `body` over a fresh file database whose checkpointer runs the thread `script` (from
  * `test/support`), with what the layer logged while it started.
  */
 const withThread = <A, E>(script: string, body: (warnings: () => string) => Effect.Effect<A, E, SqlClient.SqlClient>) =>
-  Effect.gen(function*() {
-    const file = yield* tempFile
+  onFile((file) => {
     const lines: Array<string> = []
     const thread = new URL(`../support/${script}`, import.meta.url)
-    return yield* Effect.zipRight(
+    return Effect.zipRight(
       capturing(Layer.build(WalCheckpointer.layer(file, { thread })), lines),
       body(() => lines.join("\n"))
-    ).pipe(Effect.provide(SqliteClient.layer({ filename: file })))
+    )
   })
 
 describe("WalCheckpointer", () => {
   it.scopedLive("checkpoints on its own thread: the connection's automatic checkpoint is raised to the backstop, and committed pages reach the file", () =>
-    Effect.gen(function*() {
-      const file = yield* tempFile
-      yield* Effect.gen(function*() {
+    onFile((file) =>
+      Effect.gen(function*() {
+        yield* Layer.build(WalCheckpointer.layer(file, { interval: "20 millis", backstop: 50_000 }))
         expect(yield* automatic).toBe(50_000)
         yield* writePages
         // The connection checkpoints only past 50,000 pages now: only the thread can have copied these.
         yield* untilCheckpointed(file)
-      }).pipe(Effect.provide(WalCheckpointer.layer(file, { interval: "20 millis", backstop: 50_000 }).pipe(
-        Layer.provideMerge(SqliteClient.layer({ filename: file }))
-      )))
-    }))
+      })))
 
   it.scopedLive("closing it makes a last checkpoint and gives the connection its automatic checkpoints back", () =>
-    Effect.gen(function*() {
-      const file = yield* tempFile
-      const client = yield* Layer.build(SqliteClient.layer({ filename: file }))
-      yield* Effect.gen(function*() {
+    onFile((file) =>
+      Effect.gen(function*() {
         const scope = yield* Scope.make()
         // An interval no test waits for: only the last checkpoint, on close, copies anything.
         yield* Layer.buildWithScope(WalCheckpointer.layer(file, { interval: Duration.hours(1) }), scope)
@@ -99,22 +99,19 @@ describe("WalCheckpointer", () => {
         yield* Scope.close(scope, Exit.void)
         expect(yield* fileSize(file)).toBeGreaterThan(7_000_000)
         expect(yield* automatic).toBe(1000)
-      }).pipe(Effect.provide(client))
-    }))
+      })))
 
   it.scopedLive("a database its thread cannot open: a warning, and the connection keeps its automatic checkpoints", () =>
-    Effect.gen(function*() {
-      const file = yield* tempFile
-      const lines: Array<string> = []
-      yield* Effect.gen(function*() {
+    onFile((file) =>
+      Effect.gen(function*() {
+        const lines: Array<string> = []
         // The connection holds the file open; the thread, opening it by name, finds nothing.
         unlinkSync(file)
         yield* capturing(Layer.build(WalCheckpointer.layer(file, { interval: "20 millis" })), lines)
         expect(yield* automatic).toBe(1000)
         expect(lines.join("\n")).toContain("cannot checkpoint the WAL on a thread of its own")
         expect(lines.join("\n")).toContain(file)
-      }).pipe(Effect.provide(SqliteClient.layer({ filename: file })))
-    }))
+      })))
 
   it.scopedLive("a thread that fails later: a warning naming the reason, and the connection checkpoints again", () =>
     withThread("failingCheckpointer.mjs", (warnings) =>
@@ -129,9 +126,9 @@ describe("WalCheckpointer", () => {
       })))
 
   it.scopedLive("commits back to back, which no checkpoint of the thread catches up with: the backstop keeps the WAL bounded", () =>
-    Effect.gen(function*() {
-      const file = yield* tempFile
-      yield* Effect.gen(function*() {
+    onFile((file) =>
+      Effect.gen(function*() {
+        yield* Layer.build(WalCheckpointer.layer(file, { interval: "20 millis", backstop: 100 }))
         const sql = yield* SqlClient.SqlClient
         // 200 rows of 3 KB, a page each; every transaction rewrites 20 of them: about 20 WAL frames a commit.
         yield* sql.unsafe("CREATE TABLE rows (id INTEGER PRIMARY KEY, x BLOB)")
@@ -150,15 +147,11 @@ describe("WalCheckpointer", () => {
         // commits (its peak was 1,000 to 1,500 frames in scratch runs: the connection's checkpoint is
         // busy while the thread's runs); without it, it holds every frame. The file never shrinks.
         expect(yield* fileSize(`${file}-wal`)).toBeLessThan(8_000 * 4096)
-      }).pipe(Effect.provide(WalCheckpointer.layer(file, { interval: "20 millis", backstop: 100 }).pipe(
-        Layer.provideMerge(SqliteClient.layer({ filename: file }))
-      )))
-    }))
+      })))
 
   it.scopedLive("closing it restores the connection's own setting, whatever it was", () =>
-    Effect.gen(function*() {
-      const file = yield* tempFile
-      yield* Effect.gen(function*() {
+    onFile((file) =>
+      Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         yield* sql.unsafe("PRAGMA wal_autocheckpoint = 500")
         const scope = yield* Scope.make()
@@ -166,8 +159,7 @@ describe("WalCheckpointer", () => {
         expect(yield* automatic).toBe(10_000)
         yield* Scope.close(scope, Exit.void)
         expect(yield* automatic).toBe(500)
-      }).pipe(Effect.provide(SqliteClient.layer({ filename: file })))
-    }))
+      })))
 
   it.scopedLive("a thread that throws as it loads: the warning says what it threw", () =>
     withThread("throwingCheckpointer.mjs", (warnings) =>
@@ -177,29 +169,25 @@ describe("WalCheckpointer", () => {
       })))
 
   it.scopedLive("a thread that never answers does not hold up an interrupted start", () =>
-    Effect.gen(function*() {
-      const file = yield* tempFile
-      const thread = new URL("../support/silentCheckpointer.mjs", import.meta.url)
-      yield* Effect.gen(function*() {
+    onFile((file) =>
+      Effect.gen(function*() {
+        const thread = new URL("../support/silentCheckpointer.mjs", import.meta.url)
         const building = yield* Effect.fork(Effect.scoped(Layer.build(WalCheckpointer.layer(file, { thread }))))
         yield* Effect.sleep("200 millis")
         // Interrupting terminates the thread at once, well before the 10 s start timeout.
         const interrupted = yield* Effect.timeout(Fiber.interrupt(building), "2 seconds")
         expect(Exit.isInterrupted(interrupted)).toBe(true)
         expect(yield* automatic).toBe(1000)
-      }).pipe(Effect.provide(SqliteClient.layer({ filename: file })))
-    }))
+      })))
 
   it.scopedLive("a file database not in WAL mode is left as it is: no thread", () =>
-    Effect.gen(function*() {
-      const file = yield* tempFile
-      const lines: Array<string> = []
-      yield* Effect.gen(function*() {
+    onFile((file) =>
+      Effect.gen(function*() {
+        const lines: Array<string> = []
         yield* capturing(Layer.build(WalCheckpointer.layer(file)), lines)
         expect(yield* automatic).toBe(1000)
         expect(lines).toEqual([])
-      }).pipe(Effect.provide(SqliteClient.layer({ filename: file, disableWAL: true })))
-    }))
+      }), { disableWAL: true }))
 
   it.scopedLive("an in-memory database is left as it is: no thread", () =>
     Effect.gen(function*() {
