@@ -50,11 +50,15 @@ export const schedule = (options: Partial<Options> = {}): Schedule.Schedule<unkn
 /**
  * Runs `effect`, retrying healable failures with `schedule(options)` and logging each retry with
  * the error's message, so an operator sees why events are delayed.
+ *
+ * What `Effect.retry` does, with its schedule's driver made at the first failure rather than
+ * before every run: nearly every call succeeds at once, and making the driver cost more than a
+ * block-hash call's own Effect work.
  */
-export const healable = (options: Partial<Options> = {}) =>
-<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.retry(
-    effect.pipe(
+export const healable = (options: Partial<Options> = {}) => {
+  const policy = schedule(options)
+  return <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+    const attempt = effect.pipe(
       Effect.tapError((error) =>
         isHealable(error)
           ? Effect.logWarning("RPC work failed, retrying with backoff").pipe(
@@ -62,6 +66,16 @@ export const healable = (options: Partial<Options> = {}) =>
           )
           : Effect.void
       )
-    ),
-    schedule(options)
-  )
+    )
+    return Effect.catchAll(attempt, (first) =>
+      Effect.flatMap(Schedule.driver(policy), (driver) => {
+        const retryAfter = (error: E): Effect.Effect<A, E, R> =>
+          Effect.matchEffect(driver.next(error), {
+            // The schedule is done: the last failure stands.
+            onFailure: () => Effect.fail(error),
+            onSuccess: () => Effect.catchAll(attempt, retryAfter)
+          })
+        return retryAfter(first)
+      }))
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * `Retry.healable`: what `Effect.retry` with `Retry.schedule` did (its driver is now made at the
+ * first failure): healable failures retried with the backoff, at least a provider's
+ * `Retry-After`, others and the last one after `maxRetries` returned as they are.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Fiber, Option, TestClock } from "effect"
+import { RpcBadRequest, RpcRateLimited, RpcUnavailable } from "../../src/ethereum/errors.js"
+import * as Retry from "../../src/ethereum/Retry.js"
+
+const unavailable = new RpcUnavailable({ method: "eth_getLogs", detail: "502 Bad Gateway" })
+const refused = new RpcBadRequest({ method: "eth_getLogs", detail: "invalid params" })
+
+/** An effect failing with `failures` in turn, then succeeding with the number of attempts; `attempts` counts them. */
+const scripted = (failures: ReadonlyArray<RpcUnavailable | RpcBadRequest | RpcRateLimited>) => {
+  let attempts = 0
+  const effect = Effect.suspend(() => {
+    attempts++
+    return attempts <= failures.length ? Effect.fail(failures[attempts - 1]!) : Effect.succeed(attempts)
+  })
+  return { effect, attempts: () => attempts }
+}
+
+describe("Retry.healable", () => {
+  it.effect("a success runs once", () =>
+    Effect.gen(function*() {
+      const s = scripted([])
+      expect(yield* Retry.healable()(s.effect)).toBe(1)
+      expect(s.attempts()).toBe(1)
+    }))
+
+  it.effect("healable failures are retried after the backoff (1 s, then 2 s, jittered 80%..120%)", () =>
+    Effect.gen(function*() {
+      const s = scripted([unavailable, unavailable])
+      const fiber = yield* Effect.fork(Retry.healable()(s.effect))
+      yield* TestClock.adjust(Duration.millis(790))
+      expect(s.attempts()).toBe(1)
+      yield* TestClock.adjust(Duration.millis(420)) // 1.21 s: past the first delay's jitter
+      expect(s.attempts()).toBe(2)
+      yield* TestClock.adjust(Duration.millis(2410))
+      expect(yield* Fiber.join(fiber)).toBe(3)
+    }))
+
+  it.effect("a failure that cannot heal is not retried", () =>
+    Effect.gen(function*() {
+      const s = scripted([refused])
+      expect(yield* Effect.flip(Retry.healable()(s.effect))).toBe(refused)
+      expect(s.attempts()).toBe(1)
+    }))
+
+  it.effect("a healable failure, then one that cannot heal: that one stands", () =>
+    Effect.gen(function*() {
+      const s = scripted([unavailable, refused])
+      const fiber = yield* Effect.fork(Effect.flip(Retry.healable()(s.effect)))
+      yield* TestClock.adjust(Duration.seconds(2))
+      expect(yield* Fiber.join(fiber)).toBe(refused)
+      expect(s.attempts()).toBe(2)
+    }))
+
+  it.effect("after maxRetries the last failure stands", () =>
+    Effect.gen(function*() {
+      const last = new RpcUnavailable({ method: "eth_getLogs", detail: "the third" })
+      const s = scripted([unavailable, unavailable, last, unavailable])
+      const fiber = yield* Effect.fork(Effect.flip(Retry.healable({ maxRetries: 2 })(s.effect)))
+      yield* TestClock.adjust(Duration.seconds(10))
+      expect(yield* Fiber.join(fiber)).toBe(last)
+      expect(s.attempts()).toBe(3)
+    }))
+
+  it.effect("waits at least as long as a provider's Retry-After", () =>
+    Effect.gen(function*() {
+      const limited = new RpcRateLimited({
+        method: "eth_getLogs",
+        retryAfter: Option.some(Duration.seconds(5)),
+        detail: "429 Too Many Requests"
+      })
+      const s = scripted([limited])
+      const fiber = yield* Effect.fork(Retry.healable()(s.effect))
+      yield* TestClock.adjust(Duration.millis(4990))
+      expect(s.attempts()).toBe(1)
+      yield* TestClock.adjust(Duration.millis(20))
+      expect(yield* Fiber.join(fiber)).toBe(2)
+    }))
+
+  it.effect("each run of the wrapped effect starts the backoff afresh", () =>
+    Effect.gen(function*() {
+      const s = scripted([unavailable, unavailable, unavailable, unavailable])
+      const rpc = Retry.healable({ maxRetries: 1 })
+      // The first run: two failures (one retry), the last stands.
+      const first = yield* Effect.fork(Effect.flip(rpc(s.effect)))
+      yield* TestClock.adjust(Duration.seconds(2))
+      expect(yield* Fiber.join(first)).toBe(unavailable)
+      expect(s.attempts()).toBe(2)
+      // The second: again one retry, after the first delay (not the second's).
+      const second = yield* Effect.fork(Effect.flip(rpc(s.effect)))
+      yield* TestClock.adjust(Duration.millis(1210))
+      expect(s.attempts()).toBe(4)
+      yield* Fiber.join(second)
+    }))
+})
