@@ -7,7 +7,7 @@ import { Chunk, Config, ConfigProvider, Duration, Effect, Either, Exit, Fiber, L
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { parseAbiItem, toEventSelector } from "viem"
-import { EthereumClient, EthLogs, fastLogs, rpcCalls } from "../../src/ethereum/EthereumClient.js"
+import { BlockJson, EthereumClient, EthLogs, fastBlock, fastLogs, rpcCalls } from "../../src/ethereum/EthereumClient.js"
 import { isHealable } from "../../src/ethereum/errors.js"
 import * as LogFollower from "../../src/ethereum/LogFollower.js"
 
@@ -208,6 +208,44 @@ describe("EthereumClient (viem, scripted servers)", () => {
       if (Either.isRight(bySchema)) expect(fast, JSON.stringify(json)).toEqual(bySchema.right)
       else expect(fast, JSON.stringify(json)).toBeUndefined()
     }
+  })
+
+  it("the hand-written block decoder returns what the schema does, and refuses (undefined) what it refuses", () => {
+    const good = {
+      number: "0x1f",
+      hash: `0x${"b".repeat(64)}`,
+      parentHash: `0x${"A".repeat(64)}`,
+      timestamp: "0x6553f100",
+      transactions: [],
+      extra: "ignored"
+    }
+    const variants: ReadonlyArray<unknown> = [
+      good,
+      null,
+      undefined,
+      {},
+      [],
+      [good],
+      "0x1f",
+      { ...good, number: "0x" },
+      { ...good, number: 31 },
+      { ...good, number: "-0x1" },
+      { ...good, number: "" },
+      { ...good, hash: `0x${"b".repeat(63)}` },
+      { ...good, hash: undefined },
+      { ...good, hash: "" },
+      { ...good, parentHash: `0x${"g".repeat(64)}` },
+      { ...good, parentHash: null },
+      { ...good, timestamp: "0xzz" },
+      { ...good, timestamp: 1700000000 }
+    ]
+    for (const json of variants) {
+      const bySchema = Schema.decodeUnknownEither(BlockJson)(json)
+      const fast = fastBlock(json)
+      if (Either.isRight(bySchema)) expect(fast, JSON.stringify(json)).toEqual(bySchema.right)
+      else expect(fast, JSON.stringify(json)).toBeUndefined()
+    }
+    expect(fastBlock(good)).toEqual({ number: 31n, hash: good.hash, parentHash: good.parentHash, timestamp: 0x6553f100n })
   })
 
   it.scoped("a log the decoder refuses is an RpcBadResponse that names the field", () =>
@@ -439,6 +477,20 @@ describe("EthereumClient (viem, scripted servers)", () => {
       const client = yield* clientFor(dead)
       expect((yield* Effect.flip(client.chainId))._tag).toBe("RpcUnavailable")
       expect((yield* Metric.value(counted)).count).toBe(before + 1)
+    }))
+
+  it.scoped("a call counts in the series of its method and outcome plus the fiber's metric labels, as Metric.tagged would", () =>
+    Effect.gen(function*() {
+      const s = yield* server(() => ({ result: "0x7" }))
+      const ok = Metric.tagged(Metric.tagged(rpcCalls, "method", "eth_blockNumber"), "outcome", "ok")
+      const onNode = Metric.tagged(ok, "node", "n1")
+      const [before, beforeOnNode] = [(yield* Metric.value(ok)).count, (yield* Metric.value(onNode)).count]
+      const client = yield* clientFor(s.url)
+      expect(yield* client.headNumber).toBe(7n)
+      expect(yield* client.headNumber.pipe(Effect.tagMetrics("node", "n1"))).toBe(7n)
+      expect(yield* client.headNumber.pipe(Effect.tagMetrics("node", "n1"))).toBe(7n)
+      expect((yield* Metric.value(ok)).count).toBe(before + 1)
+      expect((yield* Metric.value(onNode)).count).toBe(beforeOnNode + 2)
     }))
 
   it.effect("refuses a configuration without a usable URL, and reads one from Config", () =>
