@@ -191,7 +191,7 @@ export interface Options {
   readonly retry?: Partial<Pick<Retry.Options, "base" | "cap">>
   /**
    * `eth_getLogs` ranges fetched at once while catching up (default `LogFollower.defaultInFlight`,
-   * 4); 1 for a provider that should see one request at a time.
+   * 6); 1 for a provider that should see one request at a time.
    */
   readonly inFlight?: number
 }

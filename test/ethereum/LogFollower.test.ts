@@ -192,13 +192,13 @@ describe("LogFollower", () => {
       expect(chain.calls.get("eth_getLogs")).toBe(2)
     }))
 
-  it.effect("pipelines a catch-up: inFlight ranges are fetched at once, the same ranges as one at a time", () =>
+  it.effect("pipelines a catch-up: inFlight ranges (4 here) are fetched at once, the same ranges as one at a time", () =>
     Effect.gen(function*() {
       const chain = new FakeChain(61) // confirmed 55: ranges end at 9, 21, 36, 54 and 55
       chain.latency = "100 millis"
       const counted = chain.countingInFlight()
       const stamped = yield* Ref.make<ReadonlyArray<readonly [bigint, number]>>([])
-      yield* LogFollower.follow({ filter: { address: CONTRACT, topics: [TOPIC] }, from: LogFollower.startAt(0n), confirmations: 5, range: { initial: 10 } }).pipe(
+      yield* LogFollower.follow({ filter: { address: CONTRACT, topics: [TOPIC] }, from: LogFollower.startAt(0n), confirmations: 5, range: { initial: 10 }, inFlight: 4 }).pipe(
         Stream.runForEach((e) =>
           Effect.flatMap(TestClock.currentTimeMillis, (t) =>
             Ref.update(stamped, (xs) => [...xs, [e._tag === "Batch" ? e.to : -1n, t] as const])
@@ -213,7 +213,7 @@ describe("LogFollower", () => {
       // 400; the fifth starts when the first is used: 700 (one after another: 400, 700, 1000,
       // 1300, 1600).
       expect(yield* Ref.get(stamped)).toEqual([[9n, 400], [21n, 400], [36n, 400], [54n, 400], [55n, 700]])
-      expect(counted.peak()).toBe(LogFollower.defaultInFlight)
+      expect(counted.peak()).toBe(4)
       expect([...chain.requests].sort((x, y) => Number(x[0] - y[0]))).toEqual([[0n, 9n], [10n, 21n], [22n, 36n], [37n, 54n], [55n, 55n]])
     }))
 
@@ -227,15 +227,16 @@ describe("LogFollower", () => {
       expect(chain.calls.get("eth_getLogs")).toBe(3)
     }))
 
-  it.effect.each([Number.NaN, Infinity])("inFlight %s is taken as the default", (inFlight) =>
+  it.effect.each([undefined, Number.NaN, Infinity])("inFlight %s is taken as the default, 6 ranges at once", (inFlight) =>
     Effect.gen(function*() {
-      const chain = new FakeChain(61)
+      const chain = new FakeChain(206) // confirmed 200: nine ranges of 10 blocks and more
       chain.latency = "100 millis"
       const counted = chain.countingInFlight()
-      const f = yield* start(counted.layer, { range: { initial: 10 }, inFlight })
-      yield* TestClock.adjust("2 seconds")
-      expect(apply(yield* f.events).checkpoint).toEqual({ height: 55n, hash: blockHash(chain, 55n) })
-      expect(counted.peak()).toBe(LogFollower.defaultInFlight)
+      const f = yield* start(counted.layer, { range: { initial: 10 }, ...(inFlight === undefined ? {} : { inFlight }) })
+      yield* TestClock.adjust("3 seconds")
+      expect(apply(yield* f.events).checkpoint).toEqual({ height: 200n, hash: blockHash(chain, 200n) })
+      expect(LogFollower.defaultInFlight).toBe(6)
+      expect(counted.peak()).toBe(6)
     }))
 
   it.effect("after a refusal, ranges go one at a time until a size is accepted", () =>
@@ -323,10 +324,10 @@ describe("LogFollower", () => {
 
   it.effect("a stream interrupted mid catch-up stops the ranges started ahead too: no call after", () =>
     Effect.gen(function*() {
-      const chain = new FakeChain(61)
+      const chain = new FakeChain(206) // confirmed 200: more ranges than are fetched at once
       chain.latency = "100 millis"
       const f = yield* start(chain.layer, { range: { initial: 10 } })
-      yield* TestClock.adjust("250 millis") // the first four ranges' logs in flight (asked at 200)
+      yield* TestClock.adjust("250 millis") // the first six ranges' logs in flight (asked at 200)
       expect(chain.calls.get("eth_getLogs")).toBe(LogFollower.defaultInFlight)
       expect(chain.requests).toEqual([]) // a request is recorded when answered
       yield* Fiber.interrupt(f.fiber)
