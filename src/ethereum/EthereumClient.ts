@@ -266,8 +266,8 @@ export const rpcCalls = Metric.counter("eth_rpc_calls_total", {
   incremental: true
 })
 
-/** The labels of `rpcCalls` for each method and outcome, made once (see `count`). */
-const callLabels = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+/** The labels of `rpcCalls` for each method, then outcome, made once (see `count`). */
+const callLabels = new Map<string, Map<string, ReadonlyArray<MetricLabel.MetricLabel>>>()
 
 /**
  * Counts one call in `rpcCalls` tagged `method` and `outcome`, as
@@ -280,12 +280,17 @@ const callLabels = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
 const count = (method: string, outcome: string): Effect.Effect<void> =>
   FiberRef.getWith(FiberRef.currentMetricLabels, (fiberLabels) =>
     Effect.sync(() => {
-      const key = `${method} ${outcome}`
-      let labels = callLabels.get(key)
+      let byOutcome = callLabels.get(method)
+      if (byOutcome === undefined) {
+        byOutcome = new Map()
+        callLabels.set(method, byOutcome)
+      }
+      let labels = byOutcome.get(outcome)
       if (labels === undefined) {
         labels = [MetricLabel.make("method", method), MetricLabel.make("outcome", outcome)]
-        callLabels.set(key, labels)
+        byOutcome.set(outcome, labels)
       }
+      // A fiber with metric labels of its own (rare) gets a new array, hence no cached entry.
       rpcCalls.unsafeUpdate(1, fiberLabels.length === 0 ? labels : Arr.union(labels, fiberLabels))
     }))
 

@@ -53,7 +53,8 @@ export const schedule = (options: Partial<Options> = {}): Schedule.Schedule<unkn
  *
  * What `Effect.retry` does, with its schedule's driver made at the first failure rather than
  * before every run: nearly every call succeeds at once, and making the driver cost more than a
- * block-hash call's own Effect work.
+ * block-hash call's own Effect work. One difference: an attempt is not given the schedule's
+ * `CurrentIterationMetadata` (nothing here reads it).
  */
 export const healable = (options: Partial<Options> = {}) => {
   const policy = schedule(options)

@@ -243,8 +243,8 @@ describe("LogFollower", () => {
     Effect.gen(function*() {
       const chain = new FakeChain(206) // confirmed 200
       chain.latency = "100 millis"
-      // Ranges of 10 and 12 blocks pass, 15 and more are refused: the first four ranges, asked at
-      // once, are 0..9, 10..21 (12 blocks), 22..36 (15) and 37..54 (18).
+      // Ranges of 10 and 12 blocks pass, 15 and more are refused: the first six ranges, asked at
+      // once, are 0..9, 10..21 (12 blocks), 22..36 (15), 37..54 (18), 55..76 (22) and 77..103 (27).
       chain.rangeLimit = { blocks: 14, hint: { _tag: "Shrink" } }
       const counted = chain.countingInFlight()
       const f = yield* start(counted.layer, { range: { initial: 10 } })
@@ -471,7 +471,7 @@ describe("LogFollower", () => {
 
   it.effect("a refused range interrupts the ranges started ahead of it: none of them is answered", () =>
     Effect.gen(function*() {
-      const chain = new FakeChain(101) // confirmed 95: 0..9, 10..21, 22..36, 37..54 at once, then 55..76
+      const chain = new FakeChain(101) // confirmed 95: 0..9, 10..21, 22..36, 37..54, 55..76 and 77..95 at once
       chain.latency = "100 millis"
       let refused = false
       const scripted = chain.layerWith({
@@ -484,7 +484,7 @@ describe("LogFollower", () => {
                 "100 millis"
               )
             })
-            : p.fromBlock >= 22n && p.fromBlock <= 55n && p.toBlock - p.fromBlock >= 14n
+            : p.fromBlock >= 22n && p.fromBlock <= 77n && p.toBlock - p.fromBlock >= 14n
             ? Effect.delay(chain.client.getLogs(p), "1 second") // the window's other ranges answer late
             : chain.client.getLogs(p)
       })
@@ -494,7 +494,7 @@ describe("LogFollower", () => {
       expect(checkpoint).toEqual({ height: 95n, hash: blockHash(chain, 95n) })
       expect(logs).toEqual(logsUpTo(chain, 95n))
       // The window planned on 10..21 succeeding is interrupted when it is refused, before its answers.
-      for (const stale of [[22n, 36n], [37n, 54n], [55n, 76n]]) {
+      for (const stale of [[22n, 36n], [37n, 54n], [55n, 76n], [77n, 95n]]) {
         expect(chain.requests.some(([a, b]) => a === stale[0] && b === stale[1])).toBe(false)
       }
     }))

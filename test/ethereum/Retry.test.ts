@@ -4,7 +4,7 @@
  * `Retry-After`, others and the last one after `maxRetries` returned as they are.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Option, TestClock } from "effect"
+import { Duration, Effect, Fiber, HashMap, Logger, LogLevel, Option, TestClock } from "effect"
 import { RpcBadRequest, RpcRateLimited, RpcUnavailable } from "../../src/ethereum/errors.js"
 import * as Retry from "../../src/ethereum/Retry.js"
 
@@ -80,6 +80,29 @@ describe("Retry.healable", () => {
       expect(s.attempts()).toBe(1)
       yield* TestClock.adjust(Duration.millis(20))
       expect(yield* Fiber.join(fiber)).toBe(2)
+    }))
+
+  it.effect("each healable failure is logged as a warning with its message; one that cannot heal is not", () =>
+    Effect.gen(function*() {
+      const lines: Array<{ readonly level: string; readonly message: unknown; readonly error: unknown }> = []
+      const capture = Logger.replace(
+        Logger.defaultLogger,
+        Logger.make(({ annotations, logLevel, message }) =>
+          lines.push({
+            level: logLevel.label,
+            message: Array.isArray(message) ? message[0] : message,
+            error: Option.getOrUndefined(HashMap.get(annotations, "error"))
+          })
+        )
+      )
+      const s = scripted([unavailable, unavailable, refused])
+      const fiber = yield* Effect.fork(Effect.flip(Retry.healable()(s.effect)).pipe(Effect.provide(capture)))
+      yield* TestClock.adjust(Duration.seconds(5))
+      expect(yield* Fiber.join(fiber)).toBe(refused)
+      expect(lines).toEqual([
+        { level: LogLevel.Warning.label, message: "RPC work failed, retrying with backoff", error: unavailable.message },
+        { level: LogLevel.Warning.label, message: "RPC work failed, retrying with backoff", error: unavailable.message }
+      ])
     }))
 
   it.effect("each run of the wrapped effect starts the backoff afresh", () =>
