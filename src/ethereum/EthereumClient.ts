@@ -95,7 +95,8 @@ export interface GetLogsParams extends LogFilter {
 // --- decoding ---------------------------------------------------------------------------------
 
 const hexString = /^0x[0-9a-fA-F]*$/
-const hash32 = /^0x[0-9a-fA-F]{64}$/
+/** 32 bytes of hex with its `0x`: a block or transaction hash, a topic (one pattern for every check of one). */
+export const hash32 = /^0x[0-9a-fA-F]{64}$/
 const address20 = /^0x[0-9a-fA-F]{40}$/
 const quantity = /^0x[0-9a-fA-F]+$/
 
@@ -195,32 +196,40 @@ export const fastBlock = (json: unknown): typeof BlockJson.Type | undefined => {
  * string is checked (and the block number parsed) when it differs from the last log's, not once
  * a log.
  */
+/**
+ * `test` on strings, remembering the last one that passed: the same string again passes without
+ * being tested again (anything not a string fails, and is never remembered).
+ */
+const passesOnceInARow = (test: RegExp) => {
+  let last: string | undefined
+  return (u: unknown): u is string => {
+    if (typeof u !== "string") return false
+    if (u === last) return true
+    if (!test.test(u)) return false
+    last = u
+    return true
+  }
+}
+
 export const fastLogs = (json: unknown): ReadonlyArray<EthLog> | undefined => {
   if (!Array.isArray(json)) return undefined
   const logs: Array<EthLog> = new Array(json.length)
-  // The last log's strings, once checked (`undefined` before the first log: no string matches it).
-  let lastAddress: string | undefined
-  let lastTopic0: string | undefined
+  const isAddress = passesOnceInARow(address20)
+  const isTopic0 = passesOnceInARow(hash32)
+  const isBlockHash = passesOnceInARow(hash32)
+  const isTransactionHash = passesOnceInARow(hash32)
+  // The last block number, once checked and parsed (`undefined` before the first log: no string matches it).
   let lastBlockNumber: string | undefined
   let blockNumberValue = 0n
-  let lastBlockHash: string | undefined
-  let lastTransactionHash: string | undefined
   for (let i = 0; i < json.length; i++) {
     const l: unknown = json[i]
     if (typeof l !== "object" || l === null || Array.isArray(l)) return undefined
     const { address, blockHash, blockNumber, data, logIndex, removed, topics, transactionHash, transactionIndex } =
       l as Record<string, unknown>
-    if (typeof address !== "string") return undefined
-    if (address !== lastAddress) {
-      if (!address20.test(address)) return undefined
-      lastAddress = address
-    }
+    if (!isAddress(address)) return undefined
     if (!Array.isArray(topics)) return undefined
     for (let t = 0; t < topics.length; t++) {
-      const topic: unknown = topics[t]
-      if (t === 0 && typeof topic === "string" && topic === lastTopic0) continue
-      if (!isHash(topic)) return undefined
-      if (t === 0) lastTopic0 = topic
+      if (!(t === 0 ? isTopic0(topics[t]) : isHash(topics[t]))) return undefined
     }
     if (typeof data !== "string" || !hexString.test(data)) return undefined
     if (typeof blockNumber !== "string") return undefined
@@ -229,16 +238,7 @@ export const fastLogs = (json: unknown): ReadonlyArray<EthLog> | undefined => {
       blockNumberValue = BigInt(blockNumber)
       lastBlockNumber = blockNumber
     }
-    if (typeof blockHash !== "string") return undefined
-    if (blockHash !== lastBlockHash) {
-      if (!isHash(blockHash)) return undefined
-      lastBlockHash = blockHash
-    }
-    if (typeof transactionHash !== "string") return undefined
-    if (transactionHash !== lastTransactionHash) {
-      if (!isHash(transactionHash)) return undefined
-      lastTransactionHash = transactionHash
-    }
+    if (!isBlockHash(blockHash) || !isTransactionHash(transactionHash)) return undefined
     const txIndex = smallQuantity(transactionIndex)
     const index = smallQuantity(logIndex)
     if (txIndex === undefined || index === undefined) return undefined

@@ -40,7 +40,7 @@
 import { Array as Arr, type Duration, Effect, Layer, Metric, Option, Scheduler, Stream } from "effect"
 import { type Address, type Hex, toEventSelector } from "viem"
 import { EventStore } from "../events/EventStore.js"
-import { EthereumClient, type EthLog } from "../ethereum/EthereumClient.js"
+import { EthereumClient, type EthLog, hash32 } from "../ethereum/EthereumClient.js"
 import type { InvalidRpcConfig } from "../ethereum/errors.js"
 import * as LogFollower from "../ethereum/LogFollower.js"
 import * as Retry from "../ethereum/Retry.js"
@@ -80,7 +80,6 @@ const creditTopic: Hex = toEventSelector(creditEvent)
 
 const addressPadding = "0x000000000000000000000000"
 const creditData = /^0x[0-9a-fA-F]{128}$/
-const txHash = /^0x[0-9a-fA-F]{64}$/
 
 /**
  * Why a log is not a canonical `Credit` log of `contract`, or `undefined` when it is one. The
@@ -111,7 +110,7 @@ export const creditChecker = (contract: Address) => {
     if (!creditData.test(log.data)) return "has data that is not hex"
     // What the client decodes always passes these; a hand-made log might not.
     if (typeof log.transactionHash !== "string" || log.transactionHash !== lastTransaction) {
-      if (!txHash.test(log.transactionHash)) return "has a transaction hash that is not 32 bytes of hex"
+      if (!hash32.test(log.transactionHash)) return "has a transaction hash that is not 32 bytes of hex"
       lastTransaction = log.transactionHash
     }
     if (!Number.isInteger(log.logIndex) || log.logIndex < 0 || log.logIndex > 0xffff_ffff) {
