@@ -21,7 +21,10 @@
  *   checkpoint. Informative: how far ours is from plain code; its own ratio to (a) shows how near
  *   the bare floor plain code gets here. The notes also give it with one range in flight at a time.
  *
- * Each round runs them all side by side, in a rotating order; figures are medians.
+ * Each round runs them all side by side, in a rotating order; figures are medians. The note also
+ * gives the CPU time ours, (a) and (c) spent in their timed windows, in this process (every
+ * thread) and in anvil: on a machine of n cores, their sum / n is the least wall time a run can
+ * take, so it tells a run bound by the CPU from one bound by waiting.
  *
  * Then ours and (a) again, side by side, through a proxy that adds a round trip of 20 ms, then
  * 50 ms, to every call (`rpcDelay.mjs`, a process of its own): a hosted RPC rather than an anvil
@@ -31,6 +34,7 @@
 import Database from "better-sqlite3"
 import { Effect, Exit, Fiber, Layer, Logger, LogLevel, Option, Scope } from "effect"
 import { spawn } from "node:child_process"
+import { availableParallelism } from "node:os"
 import { fileURLToPath } from "node:url"
 import { request } from "undici"
 import { type Hex, numberToHex } from "viem"
@@ -45,7 +49,18 @@ import * as Checkpoints from "../src/extensions/ethDepositsCheckpoint.js"
 import { ListenerContext } from "../src/listener/Listener.js"
 import { ResolutionRegistry } from "../src/voting/ResolutionRegistry.js"
 import * as CatchupChain from "./catchupChain.js"
-import { median, migrateFile, nodeDb, type Options, type Result, sideBySide, tempDir } from "./harness.js"
+import {
+  cpuReading,
+  type CpuReading,
+  cpuSpent,
+  median,
+  migrateFile,
+  nodeDb,
+  type Options,
+  type Result,
+  sideBySide,
+  tempDir
+} from "./harness.js"
 
 const confirmations = 12
 
@@ -73,6 +88,8 @@ export interface Target {
   readonly startingHeight: bigint
   /** The confirmed head: done when the stored checkpoint reaches it. */
   readonly confirmed: bigint
+  /** The node's process, whose CPU time each run reports (see `CpuReading`). */
+  readonly nodePid?: number
 }
 
 /** The target of a built chain: its escrow, from the escrow's block to the chain's head. */
@@ -80,12 +97,14 @@ export const targetOf = (built: CatchupChain.BuiltChain): Target => ({
   url: built.chain.anvil.httpUrl,
   escrow: built.chain.deployment.escrow,
   startingHeight: built.chain.deployment.escrowBlock,
-  confirmed: built.head
+  confirmed: built.head,
+  nodePid: built.chain.anvil.pid
 })
 
 /**
  * Ours: the listener over a fresh database `file` until its stored checkpoint reaches
- * `target.confirmed`. Returns the wall time (ms) and the `eth_getLogs` ranges it asked for.
+ * `target.confirmed`. Returns the wall time (ms), the CPU time spent meanwhile by this process
+ * and by the node, and the `eth_getLogs` ranges it asked for.
  * The end is seen by the store itself: after each committed transaction, the checkpoint it
  * stored is read back (no polling loop competing with the listener for the CPU). `onProgress`
  * runs there too, with the checkpoint, for the memory run.
@@ -94,7 +113,7 @@ export const ours = async (
   file: string,
   target: Target,
   onProgress?: (checkpoint: bigint) => void
-): Promise<{ ms: number; ranges: Array<readonly [bigint, bigint]> }> => {
+): Promise<{ ms: number; cpu: CpuReading; ranges: Array<readonly [bigint, bigint]> }> => {
   const ranges: Array<readonly [bigint, bigint]> = []
   const recording = () =>
     Layer.effect(
@@ -145,6 +164,7 @@ export const ours = async (
       scope
     ))
     const listener = EthDeposits.makeEthDeposits({ client: recording, pollInterval: "1 second", timeout: "30 seconds" })
+    const cpu0 = cpuReading(target.nodePid)
     const start = process.hrtime.bigint()
     const fiber = Effect.runFork(
       listener.run.pipe(Effect.scoped, Effect.provide(context), Logger.withMinimumLogLevel(LogLevel.Warning))
@@ -154,9 +174,10 @@ export const ours = async (
     })
     await Promise.race([done, ended])
     const ms = Number(process.hrtime.bigint() - start) / 1e6
+    const cpu = cpuSpent(cpu0, cpuReading(target.nodePid))
     await Effect.runPromise(Fiber.interrupt(fiber))
     ended.catch(() => {})
-    return { ms, ranges }
+    return { ms, cpu, ranges }
   } finally {
     await Effect.runPromise(Scope.close(scope, Exit.void))
   }
@@ -199,17 +220,20 @@ const chainIdOf = async (target: Target): Promise<bigint> => BigInt(await rpc<He
 
 /**
  * (a) The same `eth_getLogs` requests, as bare JSON-RPC POSTs one after another (plain `fetch`
- * unless `post` says otherwise). Returns ms and logs seen.
+ * unless `post` says otherwise). Returns ms, the CPU spent meanwhile (this process, the node)
+ * and the logs seen.
  */
 export const bare = async (
   target: Target,
   ranges: ReadonlyArray<readonly [bigint, bigint]>,
   post: Post = fetchPost
-): Promise<{ ms: number; logs: number }> => {
+): Promise<{ ms: number; cpu: CpuReading; logs: number }> => {
   let logs = 0
+  const cpu0 = cpuReading(target.nodePid)
   const start = process.hrtime.bigint()
   for (const [from, to] of ranges) logs += (await getLogs(target, from, to, post)).length
-  return { ms: Number(process.hrtime.bigint() - start) / 1e6, logs }
+  const ms = Number(process.hrtime.bigint() - start) / 1e6
+  return { ms, cpu: cpuSpent(cpu0, cpuReading(target.nodePid)), logs }
 }
 
 /**
@@ -236,7 +260,8 @@ export const delayed = async (
  * fetches, `LogFollower.defaultInFlight`; or 1: the next is asked once this one's answer is in,
  * and is on the wire while this range is stored); per range one transaction of
  * prepared `INSERT`s (body by `creditBody`, id by `EventId.make`) and the range's checkpoint (a
- * plain JSON height). Returns ms (the first request to the last commit).
+ * plain JSON height). Returns ms (the first request to the last commit) and the CPU spent
+ * meanwhile (this process, the node).
  */
 export const raw = async (
   file: string,
@@ -244,7 +269,7 @@ export const raw = async (
   ranges: ReadonlyArray<readonly [bigint, bigint]>,
   chainId: bigint,
   inFlight: number
-): Promise<number> => {
+): Promise<{ ms: number; cpu: CpuReading }> => {
   await migrateFile(file)
   const db = new Database(file)
   try {
@@ -252,6 +277,7 @@ export const raw = async (
     const insert = db.prepare("INSERT INTO events (id, type, body, listener) VALUES (?, ?, ?, ?)")
     const checkpoint = db.prepare("INSERT OR REPLACE INTO kv (listener, key, value) VALUES (?, ?, ?)")
     const word = EthDeposits.chainIdWord(chainId)
+    const cpu0 = cpuReading(target.nodePid)
     const start = process.hrtime.bigint()
     const asked: Array<Promise<ReadonlyArray<JsonLog>>> = []
     const ask = (i: number) => {
@@ -275,7 +301,8 @@ export const raw = async (
       checkpoint.run(EthDeposits.name, Checkpoints.checkpointKey, Buffer.from(JSON.stringify({ height: String(ranges[i]![1]) })))
       db.exec("COMMIT")
     }
-    return Number(process.hrtime.bigint() - start) / 1e6
+    const ms = Number(process.hrtime.bigint() - start) / 1e6
+    return { ms, cpu: cpuSpent(cpu0, cpuReading(target.nodePid)) }
   } finally {
     db.close()
   }
@@ -331,32 +358,40 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
         const c: Array<number> = []
         const c1: Array<number> = []
         const au: Array<number> = []
+        /** CPU spent in each local run of ours, of the bare requests and of the raw pipeline. */
+        const oCpu: Array<CpuReading> = []
+        const aCpu: Array<CpuReading> = []
+        const cCpu: Array<CpuReading> = []
         /** Throws unless `file` holds exactly the chain's deposits. */
         const check = (file: string, who: string) => {
           const n = storedEvents(file)
           if (n !== built.logs) throw new Error(`${who} stored ${n} events, expected ${built.logs}`)
         }
-        /** ms of ours over `on` into a fresh `file`, checked to hold every deposit. */
+        /** Ours over `on` into a fresh `file`, checked to hold every deposit. */
         const oursOn = async (on: Target, file: string, who: string) => {
           const res = await ours(file, on)
           check(file, who)
-          return res.ms
+          return res
         }
-        /** ms of the bare requests to `on`, checked to see every log. */
+        /** The bare requests to `on`, checked to see every log. */
         const bareOn = async (on: Target, post: Post = fetchPost) => {
           const res = await bare(on, ranges, post)
           if (res.logs !== built.logs) throw new Error(`bare eth_getLogs saw ${res.logs} logs, expected ${built.logs}`)
-          return res.ms
+          return res
         }
         const runs = [
           async (r: number) => {
-            o.push(await oursOn(target, dir.path(`ours-${r}.db`), "ours"))
+            const res = await oursOn(target, dir.path(`ours-${r}.db`), "ours")
+            o.push(res.ms)
+            oCpu.push(res.cpu)
           },
           async () => {
-            a.push(await bareOn(target))
+            const res = await bareOn(target)
+            a.push(res.ms)
+            aCpu.push(res.cpu)
           },
           async () => {
-            au.push(await bareOn(target, undiciPost))
+            au.push((await bareOn(target, undiciPost)).ms)
           },
           async (r: number) => {
             const file = dir.path(`original-${r}.db`)
@@ -365,12 +400,14 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
           },
           async (r: number) => {
             const file = dir.path(`raw-${r}.db`)
-            c.push(await raw(file, target, ranges, chainId, LogFollower.defaultInFlight))
+            const res = await raw(file, target, ranges, chainId, LogFollower.defaultInFlight)
+            c.push(res.ms)
+            cCpu.push(res.cpu)
             check(file, "the raw pipeline")
           },
           async (r: number) => {
             const file = dir.path(`raw2-${r}.db`)
-            c1.push(await raw(file, target, ranges, chainId, 1))
+            c1.push((await raw(file, target, ranges, chainId, 1)).ms)
             check(file, "the raw pipeline with one range in flight")
           }
         ]
@@ -385,6 +422,18 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
         const all = (xs: ReadonlyArray<number>) => xs.map((x) => Math.round(x)).join(", ")
         const rawBare = `raw/bare = ${(mc / ma).toFixed(2)}; with one range in flight at a time ` +
           `(${all(c1)} ms) ${(median(c1) / ma).toFixed(2)}`
+        const cores = availableParallelism()
+        /** Medians of a run's CPU: this process, the node, and the wall time that CPU needs at the least on `cores` cores. */
+        const cpuOf = (who: string, readings: ReadonlyArray<CpuReading>) => {
+          const self = Math.round(median(readings.map((r) => r.self)))
+          const known = readings.flatMap((r) => (r.other === undefined ? [] : [r]))
+          if (known.length < readings.length) return `${who} ${self} ms here`
+          const node = Math.round(median(known.map((r) => r.other!)))
+          const least = Math.round(median(known.map((r) => (r.self + r.other!) / cores)))
+          return `${who} ${self} ms here + ${node} ms in anvil (so at least ${least} ms of wall time on ${cores} cores)`
+        }
+        const cpu = `CPU time in the timed window, medians: ${cpuOf("ours", oCpu)}; ${cpuOf("bare", aCpu)}; ` +
+          `${cpuOf("raw", cCpu)}; the bar allows ${Math.round(ma * 1.2)} ms`
         const common = `median of ${rounds} rounds (ours ${all(o)} ms; bare ${all(a)} ms; original ${all(b)} ms; raw ${all(c)} ms); ` +
           `${ranges.length} eth_getLogs ranges (${ranges.map(([f, t]) => Number(t - f + 1n)).join(",")} blocks); ` +
           `chain built in ${(built.buildMs / 1000).toFixed(1)} s (anvil --hardfork cancun --prune-history)`
@@ -400,7 +449,7 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
             note: `${common}; bare = the same requests as plain JSON-RPC POSTs, no decoding or storage; ` +
               `${rawBare} (the raw pipeline: how near this floor plain code that stores gets here); the bare ` +
               `requests through undici's request, the HTTP client ours uses, instead of fetch: ${all(au)} ms, ` +
-              `ours/that = ${(mo / median(au)).toFixed(2)}`
+              `ours/that = ${(mo / median(au)).toFixed(2)}; ${cpu}`
           },
           {
             name: `catch-up vs original's way (${size})`,
@@ -431,8 +480,10 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
           try {
             const timed = await sideBySide(
               rounds,
-              (r) => oursOn(proxy.target, dir.path(`ours-${roundTrip}ms-${r}.db`), `ours over a ${roundTrip} ms round trip`),
-              () => bareOn(proxy.target)
+              async (r) =>
+                (await oursOn(proxy.target, dir.path(`ours-${roundTrip}ms-${r}.db`), `ours over a ${roundTrip} ms round trip`))
+                  .ms,
+              async () => (await bareOn(proxy.target)).ms
             )
             const ratio = timed.ours / timed.baseline
             hosted.push({

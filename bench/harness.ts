@@ -4,7 +4,7 @@
  * and the baseline back to back (alternating which goes first), and a figure is the median.
  */
 import { Effect, Layer } from "effect"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Node from "../layers/Node.js"
@@ -80,5 +80,36 @@ export const nodeDb = (filename: string) =>
 /** Creates the node schema in `filename` and closes it, for a raw baseline to open. */
 export const migrateFile = (filename: string): Promise<void> =>
   Effect.runPromise(Effect.scoped(Layer.build(nodeDb(filename))).pipe(Effect.asVoid))
+
+/**
+ * CPU time (ms) used so far by this process (all its threads) and by process `pid` (read from
+ * Linux's `/proc/<pid>/stat`, in clock ticks of 10 ms; `undefined` where that cannot be read).
+ * Differences of two readings give the CPU a run cost on each side of a JSON-RPC connection.
+ */
+export interface CpuReading {
+  readonly self: number
+  readonly other: number | undefined
+}
+
+export const cpuReading = (pid?: number): CpuReading => {
+  const usage = process.cpuUsage()
+  let other: number | undefined
+  if (pid !== undefined) {
+    try {
+      // Fields after the command's ")": state is the 1st, utime the 12th, stime the 13th.
+      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+      other = (Number(fields[11]) + Number(fields[12])) * 10
+    } catch {
+      other = undefined
+    }
+  }
+  return { self: (usage.user + usage.system) / 1000, other }
+}
+
+/** The CPU used between two readings. */
+export const cpuSpent = (from: CpuReading, to: CpuReading): CpuReading => ({
+  self: to.self - from.self,
+  other: from.other === undefined || to.other === undefined ? undefined : to.other - from.other
+})
 
 export const round3 = (n: number): number => Math.round(n * 1000) / 1000
