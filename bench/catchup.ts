@@ -19,7 +19,9 @@
  *   many ranges in flight as ours fetches (`LogFollower.defaultInFlight`), and per range one raw
  *   better-sqlite3 transaction (WAL, as the SQL client opens it) of prepared `INSERT`s and the
  *   checkpoint. Informative: how far ours is from plain code; its own ratio to (a) shows how near
- *   the bare floor plain code gets here. The notes also give it with one range in flight at a time.
+ *   the bare floor plain code gets here. The notes also give it with one range in flight at a time,
+ *   and with the block-hash checks ours makes for reorg safety (three block reads a range, every
+ *   call through undici): how near the floor plain code with the same checks gets.
  *
  * Each round runs them all side by side, in a rotating order; figures are medians. The note also
  * gives the CPU time ours, (a) and (c) spent in their timed windows, in this process (every
@@ -215,6 +217,10 @@ const getLogs = (target: Target, from: bigint, to: bigint, post: Post = fetchPos
     { address: target.escrow, topics: [Contracts.creditTopic], fromBlock: numberToHex(from), toBlock: numberToHex(to) }
   ], post)
 
+/** The hash of block `height`, by a bare `eth_getBlockByNumber`. */
+const blockHash = async (target: Target, height: bigint, post: Post = fetchPost): Promise<Hex> =>
+  (await rpc<{ readonly hash: Hex }>(target.url, "eth_getBlockByNumber", [numberToHex(height), false], post)).hash
+
 /** The chain id of `target`'s node, by a bare `eth_chainId`. */
 const chainIdOf = async (target: Target): Promise<bigint> => BigInt(await rpc<Hex>(target.url, "eth_chainId", []))
 
@@ -262,13 +268,21 @@ export const delayed = async (
  * prepared `INSERT`s (body by `creditBody`, id by `EventId.make`) and the range's checkpoint (a
  * plain JSON height). Returns ms (the first request to the last commit) and the CPU spent
  * meanwhile (this process, the node).
+ *
+ * With `checked`, each range also makes the block-hash checks ours makes (`LogFollower`'s unit),
+ * and every call goes through undici's `request` (the HTTP client ours uses, cheaper than
+ * `fetch`): block `to` before its logs, then block `to` again and block `from - 1` together
+ * after them; it throws unless the two reads of `to` agree and block `from - 1`, when an earlier
+ * range ended there, has that range's hash (ours' ranges may repeat one: a range fetched again).
+ * The least a pipeline that stores the same events with the same reorg checks pays.
  */
 export const raw = async (
   file: string,
   target: Target,
   ranges: ReadonlyArray<readonly [bigint, bigint]>,
   chainId: bigint,
-  inFlight: number
+  inFlight: number,
+  checked = false
 ): Promise<{ ms: number; cpu: CpuReading }> => {
   await migrateFile(file)
   const db = new Database(file)
@@ -279,14 +293,32 @@ export const raw = async (
     const word = EthDeposits.chainIdWord(chainId)
     const cpu0 = cpuReading(target.nodePid)
     const start = process.hrtime.bigint()
-    const asked: Array<Promise<ReadonlyArray<JsonLog>>> = []
-    const ask = (i: number) => {
-      if (i < ranges.length) asked.push(getLogs(target, ranges[i]![0], ranges[i]![1]))
+    const asked: Array<Promise<{ readonly logs: ReadonlyArray<JsonLog>; readonly to: Hex; readonly anchor: Hex }>> = []
+    /** A range's logs, with the hashes of its `to` and `from - 1` blocks when `checked`. */
+    const fetchRange = async (from: bigint, to: bigint) => {
+      if (!checked) return { logs: await getLogs(target, from, to), to: "0x" as Hex, anchor: "0x" as Hex }
+      const pre = await blockHash(target, to, undiciPost)
+      const logs = await getLogs(target, from, to, undiciPost)
+      const [post, anchor] = await Promise.all([blockHash(target, to, undiciPost), blockHash(target, from - 1n, undiciPost)])
+      if (post !== pre) throw new Error(`block ${to} changed from ${pre} to ${post}`)
+      return { logs, to: pre, anchor }
     }
+    const ask = (i: number) => {
+      if (i < ranges.length) asked.push(fetchRange(ranges[i]![0], ranges[i]![1]))
+    }
+    /** The hash of each range's `to` block, by height. */
+    const ends = new Map<bigint, Hex>()
     for (let i = 0; i < inFlight; i++) ask(i)
     for (let i = 0; i < ranges.length; i++) {
-      const logs = await asked.shift()!
+      const { anchor, logs, to } = await asked.shift()!
       ask(i + inFlight)
+      if (checked) {
+        const before = ends.get(ranges[i]![0] - 1n)
+        if (before !== undefined && anchor !== before) {
+          throw new Error(`block ${ranges[i]![0] - 1n} is ${anchor}, not the range before's ${before}`)
+        }
+        ends.set(ranges[i]![1], to)
+      }
       db.exec("BEGIN")
       for (const json of logs) {
         const log: EthLog = {
@@ -357,11 +389,13 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
         const b: Array<number> = []
         const c: Array<number> = []
         const c1: Array<number> = []
+        const cc: Array<number> = []
         const au: Array<number> = []
         /** CPU spent in each local run of ours, of the bare requests and of the raw pipeline. */
         const oCpu: Array<CpuReading> = []
         const aCpu: Array<CpuReading> = []
         const cCpu: Array<CpuReading> = []
+        const ccCpu: Array<CpuReading> = []
         /** Throws unless `file` holds exactly the chain's deposits. */
         const check = (file: string, who: string) => {
           const n = storedEvents(file)
@@ -409,6 +443,13 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
             const file = dir.path(`raw2-${r}.db`)
             c1.push((await raw(file, target, ranges, chainId, 1)).ms)
             check(file, "the raw pipeline with one range in flight")
+          },
+          async (r: number) => {
+            const file = dir.path(`rawChecked-${r}.db`)
+            const res = await raw(file, target, ranges, chainId, LogFollower.defaultInFlight, true)
+            cc.push(res.ms)
+            ccCpu.push(res.cpu)
+            check(file, "the raw pipeline with block checks")
           }
         ]
         for (let r = 0; r < rounds; r++) {
@@ -421,7 +462,9 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
         const size = `${(spec.blocks).toLocaleString("en")} blocks, ${built.logs.toLocaleString("en")} deposits`
         const all = (xs: ReadonlyArray<number>) => xs.map((x) => Math.round(x)).join(", ")
         const rawBare = `raw/bare = ${(mc / ma).toFixed(2)}; with one range in flight at a time ` +
-          `(${all(c1)} ms) ${(median(c1) / ma).toFixed(2)}`
+          `(${all(c1)} ms) ${(median(c1) / ma).toFixed(2)}; with ours' block-hash checks (the pre and post ` +
+          `checks and the anchor, ${3 * ranges.length - 1} more calls, all through undici's request; ${all(cc)} ms) ` +
+          `${(median(cc) / ma).toFixed(2)}, ours/that = ${(mo / median(cc)).toFixed(2)}`
         const cores = availableParallelism()
         /** Medians of a run's CPU: this process, the node, and the wall time that CPU needs at the least on `cores` cores. */
         const cpuOf = (who: string, readings: ReadonlyArray<CpuReading>) => {
@@ -433,7 +476,7 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
           return `${who} ${self} ms here + ${node} ms in anvil (so at least ${least} ms of wall time on ${cores} cores)`
         }
         const cpu = `CPU time in the timed window, medians: ${cpuOf("ours", oCpu)}; ${cpuOf("bare", aCpu)}; ` +
-          `${cpuOf("raw", cCpu)}; the bar allows ${Math.round(ma * 1.2)} ms`
+          `${cpuOf("raw", cCpu)}; ${cpuOf("raw with the block checks", ccCpu)}; the bar allows ${Math.round(ma * 1.2)} ms`
         const common = `median of ${rounds} rounds (ours ${all(o)} ms; bare ${all(a)} ms; original ${all(b)} ms; raw ${all(c)} ms); ` +
           `${ranges.length} eth_getLogs ranges (${ranges.map(([f, t]) => Number(t - f + 1n)).join(",")} blocks); ` +
           `chain built in ${(built.buildMs / 1000).toFixed(1)} s (anvil --hardfork cancun --prune-history)`
