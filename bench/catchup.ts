@@ -273,7 +273,8 @@ export const delayed = async (
  * and every call goes through undici's `request` (the HTTP client ours uses, cheaper than
  * `fetch`): block `to` before its logs, then block `to` again and block `from - 1` together
  * after them; it throws unless the two reads of `to` agree and block `from - 1`, when an earlier
- * range ended there, has that range's hash (ours' ranges may repeat one: a range fetched again).
+ * range ended there, has that range's hash (ours' ranges come in the order its calls went out,
+ * not always that of their blocks, and may repeat one it fetched again).
  * The least a pipeline that stores the same events with the same reorg checks pays.
  */
 export const raw = async (
@@ -299,7 +300,11 @@ export const raw = async (
       if (!checked) return { logs: await getLogs(target, from, to), to: "0x" as Hex, anchor: "0x" as Hex }
       const pre = await blockHash(target, to, undiciPost)
       const logs = await getLogs(target, from, to, undiciPost)
-      const [post, anchor] = await Promise.all([blockHash(target, to, undiciPost), blockHash(target, from - 1n, undiciPost)])
+      // Block 0 has no block before it to anchor to (as in ours' unit).
+      const [post, anchor] = await Promise.all([
+        blockHash(target, to, undiciPost),
+        from > 0n ? blockHash(target, from - 1n, undiciPost) : Promise.resolve("0x" as Hex)
+      ])
       if (post !== pre) throw new Error(`block ${to} changed from ${pre} to ${post}`)
       return { logs, to: pre, anchor }
     }
@@ -391,7 +396,7 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
         const c1: Array<number> = []
         const cc: Array<number> = []
         const au: Array<number> = []
-        /** CPU spent in each local run of ours, of the bare requests and of the raw pipeline. */
+        /** CPU spent in each local run of ours, of the bare requests and of the raw pipeline (without and with the checks). */
         const oCpu: Array<CpuReading> = []
         const aCpu: Array<CpuReading> = []
         const cCpu: Array<CpuReading> = []
