@@ -468,16 +468,15 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
         const all = (xs: ReadonlyArray<number>) => xs.map((x) => Math.round(x)).join(", ")
         const rawBare = `raw/bare = ${(mc / ma).toFixed(2)}; with one range in flight at a time ` +
           `(${all(c1)} ms) ${(median(c1) / ma).toFixed(2)}; with ours' block-hash checks (the pre and post ` +
-          `checks and the anchor, ${3 * ranges.length - 1} more calls, all through undici's request; ${all(cc)} ms) ` +
+          `checks and the anchor, ${3 * ranges.length} more calls, all through undici's request; ${all(cc)} ms) ` +
           `${(median(cc) / ma).toFixed(2)}, ours/that = ${(mo / median(cc)).toFixed(2)}`
         const cores = availableParallelism()
         /** Medians of a run's CPU: this process, the node, and the wall time that CPU needs at the least on `cores` cores. */
         const cpuOf = (who: string, readings: ReadonlyArray<CpuReading>) => {
           const self = Math.round(median(readings.map((r) => r.self)))
-          const known = readings.flatMap((r) => (r.other === undefined ? [] : [r]))
-          if (known.length < readings.length) return `${who} ${self} ms here`
-          const node = Math.round(median(known.map((r) => r.other!)))
-          const least = Math.round(median(known.map((r) => (r.self + r.other!) / cores)))
+          if (readings.some((r) => r.other === undefined)) return `${who} ${self} ms here`
+          const node = Math.round(median(readings.map((r) => r.other!)))
+          const least = Math.round(median(readings.map((r) => (r.self + r.other!) / cores)))
           return `${who} ${self} ms here + ${node} ms in anvil (so at least ${least} ms of wall time on ${cores} cores)`
         }
         const cpu = `CPU time in the timed window, medians: ${cpuOf("ours", oCpu)}; ${cpuOf("bare", aCpu)}; ` +

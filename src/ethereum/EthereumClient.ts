@@ -101,7 +101,8 @@ const address20 = /^0x[0-9a-fA-F]{40}$/
 const quantity = /^0x[0-9a-fA-F]+$/
 
 const HexString = Schema.String.pipe(Schema.pattern(hexString))
-const Hash32 = Schema.String.pipe(Schema.pattern(hash32))
+/** A `hash32` string, as a schema. */
+export const Hash32 = Schema.String.pipe(Schema.pattern(hash32))
 const Address20 = Schema.String.pipe(Schema.pattern(address20))
 /** A JSON-RPC quantity: `0x`-prefixed hex, no leading zeros required. */
 const Quantity = Schema.transform(Schema.String.pipe(Schema.pattern(quantity)), Schema.BigIntFromSelf, {
@@ -188,15 +189,6 @@ export const fastBlock = (json: unknown): typeof BlockJson.Type | undefined => {
 }
 
 /**
- * The `eth_getLogs` answer checked and converted by hand: the same value an `EthLogs` decode
- * returns, or `undefined` when that decode would refuse it (it then runs and names the problem).
- * A catch-up decodes every log, and the generic decode was the largest share of its CPU profile
- * after storage (about 9 µs a log); this takes well under 1 µs. The logs of one block, one
- * transaction and one contract repeat their strings (hashes, block number, address, topic): each
- * string is checked (and the block number parsed) when it differs from the last log's, not once
- * a log.
- */
-/**
  * `test` on strings, remembering the last one that passed: the same string again passes without
  * being tested again (anything not a string fails, and is never remembered).
  */
@@ -211,6 +203,15 @@ const passesOnceInARow = (test: RegExp) => {
   }
 }
 
+/**
+ * The `eth_getLogs` answer checked and converted by hand: the same value an `EthLogs` decode
+ * returns, or `undefined` when that decode would refuse it (it then runs and names the problem).
+ * A catch-up decodes every log, and the generic decode was the largest share of its CPU profile
+ * after storage (about 9 µs a log); this takes well under 1 µs. The logs of one block, one
+ * transaction and one contract repeat their strings (hashes, block number, address, topic): each
+ * string is checked (and the block number parsed) when it differs from the last log's, not once
+ * a log.
+ */
 export const fastLogs = (json: unknown): ReadonlyArray<EthLog> | undefined => {
   if (!Array.isArray(json)) return undefined
   const logs: Array<EthLog> = new Array(json.length)

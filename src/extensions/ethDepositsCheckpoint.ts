@@ -15,7 +15,7 @@
 import { Data, Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { Hash } from "viem"
 import type { EventStoreService } from "../events/EventStore.js"
-import { hash32 } from "../ethereum/EthereumClient.js"
+import { Hash32, hash32 } from "../ethereum/EthereumClient.js"
 import type { Checkpoint } from "../ethereum/LogFollower.js"
 
 /** The KV key of the checkpoint. */
@@ -24,8 +24,6 @@ export const checkpointKey = "checkpoint"
 export const historyKey = "history"
 /** How many batch checkpoints `history` keeps. */
 export const historySize = 64
-
-const Hash32 = Schema.String.pipe(Schema.pattern(hash32))
 
 /** A checkpoint as JSON: the height as a decimal string, the hash when known. */
 const CheckpointJson = Schema.Struct({
