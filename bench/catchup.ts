@@ -10,7 +10,7 @@
  * - (a) the bare floor: the same `eth_getLogs` requests ours made (recorded by wrapping its
  *   client), replayed one after another as plain JSON-RPC POSTs (`fetch` + `res.json()`), nothing
  *   else. Bar: ours within 1.2x of it. The note also gives the same requests through undici's
- *   `request`, the HTTP client ours uses (`HttpFetch.ts`), which costs less CPU than `fetch`.
+ *   `request`, the HTTP client ours uses (`JsonRpcHttp.ts`), which costs less CPU than `fetch`.
  * - (b) the original's way: fixed 1,000-block ranges (Kwil's chunk, as our default starting
  *   range), `eth_getLogs` through the same client, each event decoded and broadcast in its own
  *   `EventStore.transaction`, then the range's checkpoint in one more. Informative.

@@ -35,7 +35,6 @@ import {
   fallback,
   type Hash,
   type Hex,
-  http,
   type LogTopic,
   numberToHex,
   type Transport,
@@ -50,7 +49,7 @@ import {
   type RpcError,
   type RpcUnavailable
 } from "./errors.js"
-import * as HttpFetch from "./HttpFetch.js"
+import * as JsonRpcHttp from "./JsonRpcHttp.js"
 import { fromViemError, redactUrl } from "./ProviderErrors.js"
 
 /** A block by number, or one of the tags the follower can confirm by. */
@@ -374,7 +373,7 @@ export const make = (options: Options) => Effect.gen(function*() {
   const transports: Array<Transport> = urls.map((url) =>
     schemeOf(url)!.startsWith("ws")
       ? webSocket(url, { timeout, retryCount: 0, keepAlive: true, reconnect: socketKey })
-      : http(url, { timeout, retryCount: 0, batch: false, fetchFn: HttpFetch.fetchFn, maxResponseBodySize: false })
+      : JsonRpcHttp.transport(url, { timeout })
   )
   const transport = transports.length === 1 ? transports[0]! : fallback(transports, { rank: false, retryCount: 0 })
   const client = createPublicClient({ transport, cacheTime: 0 })
