@@ -102,6 +102,8 @@ type Answer = Dispatcher.ResponseData
 const text = async (answer: Answer, cap: number): Promise<string> => {
   const length = Number(answer.headers["content-length"] ?? Number.NaN)
   if (length > cap) {
+    // Destroyed unread, undici's body emits an abort 'error'; with no listener it would reach the process.
+    answer.body.once("error", () => {})
     answer.body.destroy()
     throw new ResponseBodyTooLargeError({ maxSize: cap, size: length })
   }
@@ -156,9 +158,7 @@ export interface Options {
 
 /** One endpoint: where requests go, with what headers. Made once per URL. */
 interface Endpoint {
-  /** The URL as given (viem's http transport names it in a 2xx answer's `RpcRequestError`). */
-  readonly given: string
-  /** The URL requests go to: credentials removed. */
+  /** The URL requests go to, and errors name: credentials removed. */
   readonly url: string
   readonly headers: Record<string, string>
   readonly timeout: number
@@ -188,7 +188,7 @@ const endpoint = (given: string, options: Options): Endpoint => {
   } catch {
     // Left as given: undici refuses it, and the call fails with an `HttpRequestError`.
   }
-  return { given, url, headers, timeout: options.timeout, cap: options.maxBodyBytes ?? maxBodyBytes }
+  return { url, headers, timeout: options.timeout, cap: options.maxBodyBytes ?? maxBodyBytes }
 }
 
 let nextId = 0
@@ -256,7 +256,7 @@ const post = async (to: Endpoint, body: { readonly method: string; readonly para
 const call = async (to: Endpoint, method: string, params: unknown, signal?: AbortSignal): Promise<unknown> => {
   const body = { method, params }
   const [{ error, result }] = [(await post(to, body, signal)) as { error?: unknown; result?: unknown }]
-  if (error) throw new RpcRequestError({ body, error: error as { code: number; message: string }, url: to.given })
+  if (error) throw new RpcRequestError({ body, error: error as { code: number; message: string }, url: to.url })
   return result
 }
 

@@ -84,9 +84,14 @@ describe("JsonRpcHttp (the client's http transport over undici)", () => {
 
   it.scopedLive("sends the URL's credentials as basic authentication, and names the URL without them", () =>
     Effect.gen(function*() {
-      const s = yield* serve((_, res) => {
-        res.writeHead(500, "Broken")
-        res.end()
+      const s = yield* serve((seen, res) => {
+        if (seen.url === "/rpc") {
+          res.writeHead(500, "Broken")
+          res.end()
+        } else {
+          res.writeHead(200, { "content-type": "application/json" })
+          res.end(JSON.stringify({ jsonrpc: "2.0", id: 1, error: { code: -32000, message: "no" } }))
+        }
       })
       const withKey = s.url.replace("http://", "http://us%40er:s3cret@")
       const { error } = (yield* outcome(call(`${withKey}/rpc`, "eth_chainId"))) as { error: HttpRequestError }
@@ -95,6 +100,9 @@ describe("JsonRpcHttp (the client's http transport over undici)", () => {
       expect(error).toBeInstanceOf(HttpRequestError)
       expect(error).toMatchObject({ status: 500, details: "Broken", url: `${s.url}/rpc` })
       expect(error.message).not.toContain("s3cret")
+      const refused = (yield* outcome(call(`${withKey}/ok`, "eth_chainId"))) as { error: RpcRequestError }
+      expect(refused.error).toBeInstanceOf(RpcRequestError)
+      expect(refused.error.url).toBe(`${s.url}/ok`)
     }))
 
   it.scopedLive("a non-2xx answer: its JSON-RPC error, or its text or status text, with the status and headers", () =>
@@ -197,6 +205,8 @@ describe("JsonRpcHttp (the client's http transport over undici)", () => {
         const { error } = (yield* outcome(call(s.url, "eth_getLogs", { maxBodyBytes: 4_096 }))) as { error: unknown }
         expect(error).toBeInstanceOf(ResponseBodyTooLargeError)
       }
+      // A body left unread is discarded without an unhandled 'error' event (it would reach the process).
+      yield* Effect.sleep("50 millis")
       // At the cap, it passes.
       expect(yield* outcome(call(plain.url, "eth_getLogs", { maxBodyBytes: big.length }))).toEqual({
         result: "x".repeat(5_000)
