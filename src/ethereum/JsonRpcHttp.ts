@@ -209,16 +209,16 @@ const post = async (to: Endpoint, body: { readonly method: string; readonly para
       signal: controller.signal
     })
     const ok = answer.statusCode >= 200 && answer.statusCode < 300
-    const body_ = await text(answer, to.cap)
+    const answered = await text(answer, to.cap)
     let data: unknown
     if (String(answer.headers["content-type"] ?? "").startsWith("application/json")) {
-      data = JSON.parse(body_)
+      data = JSON.parse(answered)
     } else {
       try {
-        data = JSON.parse(body_ || "{}")
+        data = JSON.parse(answered || "{}")
       } catch (error) {
         if (ok) throw error
-        data = { error: body_ }
+        data = { error: answered }
       }
     }
     if (!ok) {
@@ -255,7 +255,11 @@ const post = async (to: Endpoint, body: { readonly method: string; readonly para
  */
 const call = async (to: Endpoint, method: string, params: unknown, signal?: AbortSignal): Promise<unknown> => {
   const body = { method, params }
-  const [{ error, result }] = [(await post(to, body, signal)) as { error?: unknown; result?: unknown }]
+  const answer = (await post(to, body, signal)) as { error?: unknown; result?: unknown }
+  // Read as viem's transport reads it: a 2xx answer of `null` fails here with the same `TypeError`,
+  // past `post`'s mapping.
+  const error = answer.error
+  const result = answer.result
   if (error) throw new RpcRequestError({ body, error: error as { code: number; message: string }, url: to.url })
   return result
 }
@@ -273,5 +277,5 @@ export const transport = (url: string, options: Options): Transport => {
       // viem types `request` by the method; the client decodes every answer with its own `Schema`.
       request: (({ method, params }, requestOptions) =>
         call(to, method, params, requestOptions?.signal)) as EIP1193RequestFn
-    }, { url })
+    }, { url: to.url })
 }

@@ -282,6 +282,10 @@ describe("JsonRpcHttp (the client's http transport over undici)", () => {
           res.writeHead(200, { "content-type": "application/json" })
           res.end(`{"jsonrpc":"2.0","id":1,"result":`)
         },
+        "null-200": (_, res) => {
+          res.writeHead(200, { "content-type": "application/json" })
+          res.end("null")
+        },
         "text-200": (_, res) => {
           res.writeHead(200, { "content-type": "text/plain" })
           res.end("not json")
