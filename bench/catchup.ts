@@ -26,7 +26,9 @@
  * Each round runs them all side by side, in a rotating order; figures are medians. The note also
  * gives the CPU time ours, (a) and (c) spent in their timed windows, in this process (every
  * thread) and in anvil: on a machine of n cores, their sum / n is the least wall time a run can
- * take, so it tells a run bound by the CPU from one bound by waiting.
+ * take, so it tells a run bound by the CPU from one bound by waiting. It also gives how long this
+ * process's main thread was busy: a run whose main thread is busy nearly all along is bound by
+ * that one thread, whatever the cores.
  *
  * Then ours and (a) again, side by side, through a proxy that adds a round trip of 20 ms, then
  * 50 ms, to every call (`rpcDelay.mjs`, a process of its own): a hosted RPC rather than an anvil
@@ -471,13 +473,17 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
           `checks and the anchor, ${3 * ranges.length} more calls, all through undici's request; ${all(cc)} ms) ` +
           `${(median(cc) / ma).toFixed(2)}, ours/that = ${(mo / median(cc)).toFixed(2)}`
         const cores = availableParallelism()
-        /** Medians of a run's CPU: this process, the node, and the wall time that CPU needs at the least on `cores` cores. */
+        /**
+         * Medians of a run's CPU: this process, its main thread's busy time, the node, and the wall
+         * time that CPU needs at the least on `cores` cores.
+         */
         const cpuOf = (who: string, readings: ReadonlyArray<CpuReading>) => {
           const self = Math.round(median(readings.map((r) => r.self)))
-          if (readings.some((r) => r.other === undefined)) return `${who} ${self} ms here`
+          const here = `${who} ${self} ms here (its main thread busy ${Math.round(median(readings.map((r) => r.busy)))} ms)`
+          if (readings.some((r) => r.other === undefined)) return here
           const node = Math.round(median(readings.map((r) => r.other!)))
           const least = Math.round(median(readings.map((r) => (r.self + r.other!) / cores)))
-          return `${who} ${self} ms here + ${node} ms in anvil (so at least ${least} ms of wall time on ${cores} cores)`
+          return `${here} + ${node} ms in anvil (so at least ${least} ms of wall time on ${cores} cores)`
         }
         const cpu = `CPU time in the timed window, medians: ${cpuOf("ours", oCpu)}; ${cpuOf("bare", aCpu)}; ` +
           `${cpuOf("raw", cCpu)}; ${cpuOf("raw with the block checks", ccCpu)}; the bar allows ${Math.round(ma * 1.2)} ms`

@@ -83,12 +83,15 @@ export const migrateFile = (filename: string): Promise<void> =>
 
 /**
  * CPU time (ms) used so far by this process (all its threads) and by process `pid` (read from
- * Linux's `/proc/<pid>/stat`, in clock ticks of 10 ms; `undefined` where that cannot be read).
- * Differences of two readings give the CPU a run cost on each side of a JSON-RPC connection.
+ * Linux's `/proc/<pid>/stat`, in clock ticks of 10 ms; `undefined` where that cannot be read),
+ * and the time this process's event loop was busy (its main thread: a run whose main thread is
+ * busy all along is bound by it, however many cores are free). Differences of two readings give
+ * what a run cost on each side of a JSON-RPC connection.
  */
 export interface CpuReading {
   readonly self: number
   readonly other: number | undefined
+  readonly busy: number
 }
 
 export const cpuReading = (pid?: number): CpuReading => {
@@ -103,13 +106,14 @@ export const cpuReading = (pid?: number): CpuReading => {
       other = undefined
     }
   }
-  return { self: (usage.user + usage.system) / 1000, other }
+  return { self: (usage.user + usage.system) / 1000, other, busy: performance.eventLoopUtilization().active }
 }
 
 /** The CPU used between two readings. */
 export const cpuSpent = (from: CpuReading, to: CpuReading): CpuReading => ({
   self: to.self - from.self,
-  other: from.other === undefined || to.other === undefined ? undefined : to.other - from.other
+  other: from.other === undefined || to.other === undefined ? undefined : to.other - from.other,
+  busy: to.busy - from.busy
 })
 
 export const round3 = (n: number): number => Math.round(n * 1000) / 1000
