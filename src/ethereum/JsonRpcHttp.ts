@@ -195,12 +195,12 @@ let nextId = 0
 
 /** The answer's JSON (viem's `getHttpRpcClient` request): the parsed body, or the error viem's would throw. */
 const post = async (to: Endpoint, body: { readonly method: string; readonly params: unknown }, signal?: AbortSignal) => {
+  if (signal?.aborted) throw abortError(signal)
   const controller = new AbortController()
   const forward = () => controller.abort(signal!.reason)
   signal?.addEventListener("abort", forward, { once: true })
   const timer = to.timeout > 0 ? setTimeout(() => controller.abort(timedOut), to.timeout) : undefined
   try {
-    if (signal?.aborted) throw abortError(signal)
     const answer = await request(to.url, {
       dispatcher,
       method: "POST",
