@@ -140,8 +140,8 @@ interface Entry {
 type Given = ListenerContext | EventStore
 
 /**
- * What one listener needs to run, built once per listener on its first start, so that a start
- * costs about one bare fork.
+ * What one listener needs to run, built once per listener when the manager starts (or, for one
+ * registered later, on its first start), so that a start costs about one bare fork.
  *
  * Everything a listener sees (the context it captured at registration, its `ListenerContext` and
  * `EventStore`, its config section as its `ConfigProvider`, the log annotation `listener=<name>`)
@@ -201,7 +201,11 @@ const make = Effect.gen(function*() {
   /** Set when the layer's scope closes: nothing starts after that. */
   let closed = false
 
-  /** Builds what a listener needs from the manager's fiber. May throw: `forListener` is node code. */
+  /**
+   * Builds what a listener needs from the manager's fiber, and registers its counters at 0 (so a
+   * dashboard sees every listener, and `rate()` works from its first run). May throw:
+   * `forListener` is node code.
+   */
   const prepare = (listener: RegisteredListener, parent: Fiber.RuntimeFiber<unknown, unknown>): Prepared => {
     const known = prepared.get(listener.name)
     if (known !== undefined) return known
@@ -247,6 +251,9 @@ const make = Effect.gen(function*() {
       clock: Context.get(services, Clock.Clock),
       labels: Arr.union([MetricLabel.make("listener", listener.name)], managerLabels),
       managerLabels
+    }
+    for (const counter of [metrics.starts, metrics.stops, metrics.failures, metrics.restarts]) {
+      counter.unsafeUpdate(0, made.labels)
     }
     prepared.set(listener.name, made)
     return made
@@ -392,6 +399,23 @@ const make = Effect.gen(function*() {
       return Effect.sync(() => drained.delete(done))
     })
   })
+
+  // Every listener registered by now is prepared here, while the node starts, rather than on the
+  // first validator flip, which is the one a node waits on (the manager benchmark's first flip of
+  // 1,000 listeners: 204 and 286 ms before, 138 and 157 ms after; the start-up about 105 ms
+  // longer). A listener whose preparation throws is left to its start, which prepares it again
+  // and dies with the throw there (see `startAll`).
+  yield* Effect.flatMap(registry.all, (listeners) =>
+    Effect.withFiberRuntime<void>((parent) => {
+      for (const listener of listeners) {
+        try {
+          prepare(listener, parent)
+        } catch {
+          // See above: its start reports it.
+        }
+      }
+      return Effect.void
+    }))
 
   // Runs last when the layer's scope closes (after the follower below has stopped): as a
   // `FiberMap`'s scope would, it interrupts and awaits whatever is left and refuses new starts.

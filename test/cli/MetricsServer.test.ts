@@ -113,6 +113,9 @@ describe("MetricsServer", () => {
       // Incremental counters get `_total`; tags are labels.
       expect(lines).toContain("# TYPE listener_starts_total counter")
       expect(lines).toContain(`listener_starts_total{listener="probe_listener"} 1`)
+      // Registered at 0 when the manager starts: present before any failure.
+      expect(lines).toContain(`listener_failures_total{listener="probe_listener"} 0`)
+      expect(lines).toContain(`listener_restarts_total{listener="probe_listener"} 0`)
       expect(lines).toContain("# TYPE listener_running gauge")
       expect(lines).toContain("listener_running 1")
       expect(lines).toContain("# TYPE listener_state gauge")

@@ -41,7 +41,8 @@ const storage = Layer.succeed(
 
 const harness = (
   registry: Layer.Layer<ListenerRegistry, unknown>,
-  extensions: NodeInfo["Type"]["extensions"] = {}
+  extensions: NodeInfo["Type"]["extensions"] = {},
+  stores: Layer.Layer<EventStorage> = storage
 ) =>
   Effect.gen(function*() {
     const context = yield* Layer.build(
@@ -51,13 +52,29 @@ const harness = (
             registry,
             ValidatorStatus.layerRef(),
             NodeInfo.layer({ identity: "node-1", extensions }),
-            storage
+            stores
           )
         )
       )
     ).pipe(Effect.orDie)
     return { manager: Context.get(context, ListenerManager), control: Context.get(context, ValidatorStatusControl) }
   })
+
+/** A storage recording which listener asked for a store, in order; `failing`'s request throws. */
+const askedStores = (failing?: string) => {
+  const asked: Array<string> = []
+  const recording = Layer.succeed(
+    EventStorage,
+    EventStorage.of({
+      forListener: (name) => {
+        asked.push(name)
+        if (name === failing) throw new Error(`no store for ${name}`)
+        return {} as EventStore["Type"]
+      }
+    })
+  )
+  return { asked, recording }
+}
 
 const start = (...listeners: ReadonlyArray<Listener.Listener<unknown, never>>) =>
   harness(ListenerRegistry.layer(...listeners))
@@ -410,6 +427,55 @@ describe("ListenerManager", () => {
       expect(logs).toContainEqual([["hello from alpha"], Option.some("alpha")])
     }).pipe(Effect.provide(Logger.add(capture)))
   })
+
+  it.scoped("prepares each listener and zeroes its counters when it starts, before any flip; a flip only forks", () =>
+    Effect.gen(function*() {
+      const { asked, recording } = askedStores()
+      const a = counted("ready-a", forever)
+      const b = counted("ready-b", forever)
+      const { control, manager } = yield* harness(ListenerRegistry.layer(a.listener, b.listener), {}, recording)
+      // Inactive, nothing runs, yet each has its store and its four counters, at 0.
+      expect(asked).toEqual(["ready-a", "ready-b"])
+      expect(yield* manager.fibers).toBe(0)
+      const counters = (yield* Metric.snapshot).filter((pair) =>
+        pair.metricKey.tags.some((tag) => tag.key === "listener" && tag.value.startsWith("ready-"))
+      )
+      expect(counters.map((pair) => `${pair.metricKey.name} ${pair.metricKey.tags.find((t) => t.key === "listener")!.value}`).sort())
+        .toEqual([
+          "listener_failures ready-a",
+          "listener_failures ready-b",
+          "listener_restarts ready-a",
+          "listener_restarts ready-b",
+          "listener_starts ready-a",
+          "listener_starts ready-b",
+          "listener_stops ready-a",
+          "listener_stops ready-b"
+        ])
+      expect(counters.every((pair) => (pair.metricState as unknown as { readonly count: number }).count === 0)).toBe(true)
+      // The flips reuse what was prepared.
+      for (let round = 1; round <= 2; round++) {
+        yield* control.set(active)
+        yield* eventually("both run", () => a.counts.runs === round && b.counts.runs === round)
+        yield* control.set(inactive)
+        yield* eventually("both stopped", () => Effect.map(manager.fibers, (n) => n === 0))
+      }
+      expect(asked).toEqual(["ready-a", "ready-b"])
+      expect(yield* counter(ListenerManager.metrics.starts, "ready-a")).toBe(2)
+    }))
+
+  it.scoped("a listener whose preparation throws at start-up is prepared again at its start and fails alone", () =>
+    Effect.gen(function*() {
+      const { asked, recording: throwing } = askedStores("unready")
+      const good = counted("ready", forever)
+      const bad = counted("unready", forever)
+      const { control, manager } = yield* harness(ListenerRegistry.layer(bad.listener, good.listener), {}, throwing)
+      expect(asked).toEqual(["unready", "ready"])
+      yield* control.set(active)
+      yield* eventually("the sibling runs", () => good.counts.runs === 1)
+      yield* eventually("only the sibling's fiber is left", () => Effect.map(manager.fibers, (n) => n === 1))
+      expect(asked).toEqual(["unready", "ready", "unready"])
+      expect(bad.counts.runs).toBe(0)
+    }))
 
   it.scoped("resolves requirements at registration: a listener needing a custom service gets it", () =>
     Effect.gen(function*() {
