@@ -13,8 +13,8 @@
  * - a non-2xx answer: `RpcRequestError` when its body is a JSON-RPC error, else
  *   `HttpRequestError` with the body's `error` (or the status text) as details; both carry the
  *   status and the headers (`Retry-After`);
- * - no answer within `timeout` (headers and body): `TimeoutError`; aborted by the caller: the
- *   abort's reason (an `AbortError`);
+ * - no answer within `timeout` (headers and body): `TimeoutError` (an answer that had fully come
+ *   keeps its own outcome); aborted by the caller: the abort's reason (an `AbortError`);
  * - an answer over `maxBodyBytes`, plain or decompressed: `ResponseBodyTooLargeError`;
  * - anything else (a refused connection, a body that is not JSON where JSON was promised):
  *   `HttpRequestError` with it as the cause.
@@ -24,7 +24,8 @@
  * `accept-encoding` headers it sent; gzip, deflate (zlib or raw) and brotli answers decoded
  * leniently (a cut-off trailer or an empty body is no error), several codings undone in turn; a
  * leading BOM dropped; up to 3 redirects followed; credentials in the URL sent as basic
- * authentication, as viem does (and never in an error's URL). Parameters are sent with
+ * authentication, as viem does (and never in an error's URL), in UTF-8 where viem's `btoa` would
+ * throw. Parameters are sent with
  * `JSON.stringify`: the client's are hex strings, booleans and objects of them.
  */
 import { promisify } from "node:util"
@@ -165,6 +166,15 @@ interface Endpoint {
   readonly cap: number
 }
 
+/** A URL's user or password as typed: its escapes decoded, or the text itself if one is malformed. */
+const percentDecoded = (part: string): string => {
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    return part
+  }
+}
+
 const endpoint = (given: string, options: Options): Endpoint => {
   const headers: Record<string, string> = {
     "content-type": "application/json",
@@ -177,10 +187,11 @@ const endpoint = (given: string, options: Options): Endpoint => {
   try {
     const parsed = new URL(given)
     // As viem's `parseUrl`: basic authentication from the URL's credentials, which leave the URL.
+    // Encoded as UTF-8 (RFC 7617), and a `%` that starts no escape taken as it is: viem's `btoa`
+    // of the decoded text throws on both, and the request would go out without them.
     if (parsed.username) {
-      headers.authorization = `Basic ${
-        btoa(`${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`)
-      }`
+      const credentials = `${percentDecoded(parsed.username)}:${percentDecoded(parsed.password)}`
+      headers.authorization = `Basic ${Buffer.from(credentials, "utf8").toString("base64")}`
       parsed.username = ""
       parsed.password = ""
     }
@@ -237,7 +248,9 @@ const post = async (to: Endpoint, body: { readonly method: string; readonly para
     return data
   } catch (error) {
     if (signal?.aborted) throw abortError(signal)
-    if (controller.signal.aborted && controller.signal.reason === timedOut) throw new TimeoutError({ body, url: to.url })
+    // The timer's own abort only, as viem checks: a timer that fires after the whole answer came
+    // (while it was decompressed) must not turn its error (a 429, say) into a timeout.
+    if (error === timedOut) throw new TimeoutError({ body, url: to.url })
     if (
       isAbortError(error) || error instanceof HttpRequestError || error instanceof ResponseBodyTooLargeError ||
       error instanceof RpcRequestError || error instanceof TimeoutError

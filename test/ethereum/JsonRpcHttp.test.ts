@@ -103,6 +103,18 @@ describe("JsonRpcHttp (the client's http transport over undici)", () => {
       const refused = (yield* outcome(call(`${withKey}/ok`, "eth_chainId"))) as { error: RpcRequestError }
       expect(refused.error).toBeInstanceOf(RpcRequestError)
       expect(refused.error.url).toBe(`${s.url}/ok`)
+      // A password beyond Latin-1 goes as UTF-8; a `%` that starts no escape, as typed. Neither
+      // leaves the request without its credentials, nor stays in the URL.
+      const euro = (yield* outcome(call(`${s.url.replace("http://", "http://user:%E2%82%AC@")}/ok`, "eth_chainId"))) as {
+        error: RpcRequestError
+      }
+      expect(s.seen[2]!.headers.authorization).toBe(`Basic ${Buffer.from("user:€", "utf8").toString("base64")}`)
+      expect(euro.error.url).toBe(`${s.url}/ok`)
+      const percent = (yield* outcome(call(`${s.url.replace("http://", "http://user:p%ss@")}/ok`, "eth_chainId"))) as {
+        error: RpcRequestError
+      }
+      expect(s.seen[3]!.headers.authorization).toBe(`Basic ${btoa("user:p%ss")}`)
+      expect(percent.error.url).toBe(`${s.url}/ok`)
     }))
 
   it.scopedLive("a non-2xx answer: its JSON-RPC error, or its text or status text, with the status and headers", () =>
@@ -236,6 +248,24 @@ describe("JsonRpcHttp (the client's http transport over undici)", () => {
       expect(error).toBeInstanceOf(TimeoutError)
       for (let i = 0; i < 200 && closed.length === 0; i++) yield* Effect.sleep("5 millis")
       expect(closed).toEqual([true])
+    }))
+
+  it.scopedLive("an answer stalled half-way past the timeout is viem's TimeoutError, by length or chunked", () =>
+    Effect.gen(function*() {
+      const s = yield* serve((seen, res) => {
+        const half = answer.slice(0, answer.length / 2)
+        if (seen.url === "/length") {
+          res.writeHead(200, { "content-type": "application/json", "content-length": String(answer.length) })
+        } else {
+          res.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" })
+        }
+        res.write(seen.url === "/length" ? half : zlib.gzipSync(answer).subarray(0, 40))
+      })
+      for (const path of ["/length", "/chunked"]) {
+        const { error } = (yield* outcome(call(`${s.url}${path}`, "eth_chainId", { timeout: 100 }))) as { error: unknown }
+        expect(error).toBeInstanceOf(TimeoutError)
+      }
+      s.close()
     }))
 
   it.scopedLive("every failure maps to the same error as through viem's own http transport", () =>
