@@ -7,7 +7,7 @@
  */
 import { Effect, Exit, FiberRef, Option } from "effect"
 import { type EventBackend, reportOne } from "./EventBackend.js"
-import type { EventStoreError } from "./errors.js"
+import { type EventStoreError, outlivedTransaction } from "./errors.js"
 import type { EventId } from "./EventId.js"
 import type { LocalEvent } from "./EventLog.js"
 
@@ -49,13 +49,20 @@ export const make: Effect.Effect<EventBackend> = Effect.gen(function*() {
   const lock = yield* Effect.makeSemaphore(1)
   /** The open transaction's journal, inherited by the fibers it forks. */
   const current = FiberRef.unsafeMake<Journal | undefined>(undefined)
+  /**
+   * The innermost open `transaction` level (a savepoint shares its transaction's journal but is a
+   * level of its own), inherited by the fibers it forks, and whether it has ended: as in the SQL
+   * store, a fiber that outlives the level it was forked in can no longer use the store.
+   */
+  const level = FiberRef.unsafeMake<{ ended: boolean } | undefined>(undefined)
 
   /** Runs `f` atomically: inside the open transaction, else alone under the lock. */
-  const atomically = <A>(f: (journal: Journal | undefined) => A): Effect.Effect<A, EventStoreError> =>
-    Effect.flatMap(
-      FiberRef.get(current),
-      (journal) => journal !== undefined ? Effect.sync(() => f(journal)) : lock.withPermits(1)(Effect.sync(() => f(undefined)))
-    )
+  const atomically = <A>(operation: string, f: (journal: Journal | undefined) => A): Effect.Effect<A, EventStoreError> =>
+    Effect.withFiberRuntime((fiber) => {
+      if (fiber.getFiberRef(level)?.ended === true) return Effect.fail(outlivedTransaction(operation))
+      const journal = fiber.getFiberRef(current)
+      return journal !== undefined ? Effect.sync(() => f(journal)) : lock.withPermits(1)(Effect.sync(() => f(undefined)))
+    })
 
   const inOrder = (): Iterable<Row> => {
     if (!ordered) {
@@ -78,7 +85,7 @@ export const make: Effect.Effect<EventBackend> = Effect.gen(function*() {
   }
 
   const setVoted = (ids: ReadonlyArray<EventId>, voted: boolean) =>
-    atomically((journal) => {
+    atomically(voted ? "markVoted" : "markUnvoted", (journal) => {
       for (const id of ids) {
         const row = events.get(id)
         if (row === undefined || row.voted === voted) continue
@@ -90,18 +97,26 @@ export const make: Effect.Effect<EventBackend> = Effect.gen(function*() {
     })
 
   const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | EventStoreError, R> =>
-    Effect.flatMap(FiberRef.get(current), (outer) => {
+    Effect.withFiberRuntime((fiber) => {
+      if (fiber.getFiberRef(level)?.ended === true) return Effect.fail(outlivedTransaction("transaction"))
+      const outer = fiber.getFiberRef(current)
       const undoOnFailure = (journal: Journal, mark: number) =>
         Effect.onExit((exit: Exit.Exit<A, E>) => Exit.isFailure(exit) ? Effect.sync(() => rollback(journal, mark)) : Effect.void)
-      if (outer !== undefined) return effect.pipe(undoOnFailure(outer, outer.length)) // a savepoint
+      const here = { ended: false }
+      const inLevel = Effect.locally(effect, level, here).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          here.ended = true
+        }))
+      )
+      if (outer !== undefined) return inLevel.pipe(undoOnFailure(outer, outer.length)) // a savepoint
       const journal: Journal = []
-      return Effect.locally(effect, current, journal).pipe(undoOnFailure(journal, 0), lock.withPermits(1))
+      return Effect.locally(inLevel, current, journal).pipe(undoOnFailure(journal, 0), lock.withPermits(1))
     })
 
   const backend: EventBackend = {
     insert: (id, type, body, listener) =>
       Effect.flatMap(
-        atomically((journal) => {
+        atomically("broadcast", (journal) => {
           if (processed.has(id) || events.has(id)) return false
           events.set(id, { seq: nextSeq++, id, type, body: copy(body), listener, voted: false })
           journal?.push(() => events.delete(id))
@@ -112,9 +127,9 @@ export const make: Effect.Effect<EventBackend> = Effect.gen(function*() {
     insertAll: (ids, type, bodies, listener) =>
       Effect.as(Effect.forEach(ids, (id, i) => backend.insert(id, type, bodies[i]!, listener), { discard: true }), ids),
     kvGet: (listener, key) =>
-      atomically(() => Option.map(Option.fromNullable(kv.get(listener)?.get(key)), copy)),
+      atomically("kv.get", () => Option.map(Option.fromNullable(kv.get(listener)?.get(key)), copy)),
     kvSet: (listener, key, value) =>
-      atomically((journal) => {
+      atomically("kv.set", (journal) => {
         let values = kv.get(listener)
         if (values === undefined) kv.set(listener, values = new Map())
         const entries = values
@@ -123,7 +138,7 @@ export const make: Effect.Effect<EventBackend> = Effect.gen(function*() {
         journal?.push(() => previous === undefined ? entries.delete(key) : entries.set(key, previous))
       }),
     kvDelete: (listener, key) =>
-      atomically((journal) => {
+      atomically("kv.delete", (journal) => {
         const entries = kv.get(listener)
         const previous = entries?.get(key)
         if (entries === undefined || previous === undefined) return
@@ -133,7 +148,7 @@ export const make: Effect.Effect<EventBackend> = Effect.gen(function*() {
     transaction,
     log: {
       list: (options) =>
-        atomically(() => {
+        atomically("list", () => {
           const limit = options?.limit === undefined ? Infinity : Math.floor(options.limit)
           const result: Array<LocalEvent> = []
           if (limit < 1) return result
@@ -145,7 +160,7 @@ export const make: Effect.Effect<EventBackend> = Effect.gen(function*() {
           return result
         }),
       get: (ids) =>
-        atomically(() => {
+        atomically("get", () => {
           const wanted = new Set(ids)
           const result: Array<LocalEvent> = []
           for (const row of inOrder()) if (wanted.has(row.id)) result.push(toLocalEvent(row))
@@ -154,11 +169,11 @@ export const make: Effect.Effect<EventBackend> = Effect.gen(function*() {
       markVoted: (ids) => setVoted(ids, true),
       markUnvoted: (ids) => setVoted(ids, false),
       delete: (ids) =>
-        atomically((journal) => {
+        atomically("delete", (journal) => {
           for (const id of ids) deleteEvent(id, journal)
         }),
       markProcessed: (ids) =>
-        atomically((journal) => {
+        atomically("markProcessed", (journal) => {
           for (const id of ids) {
             deleteEvent(id, journal)
             if (processed.has(id)) continue
@@ -166,7 +181,7 @@ export const make: Effect.Effect<EventBackend> = Effect.gen(function*() {
             journal?.push(() => processed.delete(id))
           }
         }),
-      isProcessed: (id) => atomically(() => processed.has(id))
+      isProcessed: (id) => atomically("isProcessed", () => processed.has(id))
     }
   }
   return backend

@@ -14,12 +14,18 @@
  * driver more per row than the insert itself saved): see `flush`. What a caller can see of it:
  * - a broadcast returns its id at once; a failure to write it fails a later broadcast, the next
  *   `EventLog` call or the transaction itself, which then rolls back whole, as before: events and
- *   KV still commit or roll back together;
+ *   KV still commit or roll back together. Once a batch failed, every later write of its level
+ *   fails too, so a caller that catches the first failure still cannot commit without those rows;
  * - the stored/dropped counts and logs of queued broadcasts come when their batch is written;
  * - SQL run directly on the connection (not through this store) does not see queued rows until
- *   then; inside a foreign `sql.withTransaction` nested in `transaction`, broadcasts are written
- *   one by one (queued rows cannot be written into that savepoint: its rollback would lose them),
- *   so they may come before the queued ones in `EventLog` order.
+ *   then; inside a foreign level nested in `transaction` (a `sql.withTransaction`, or
+ *   `TxSql.withSavepoint`), broadcasts are written one by one (queued rows cannot be written into
+ *   that level: its rollback would lose them), so they may come before the queued ones in
+ *   `EventLog` order, and an `EventLog` call there fails while rows of the level around it are
+ *   still queued (it could not see them);
+ * - a fiber forked inside `transaction` that is still running when its level ends fails every
+ *   later store call: its queue will not be written again, and the level's connection may by then
+ *   be in another fiber's transaction (the memory store does the same).
  *
  * Nested transactions are savepoints, each released when it succeeds (`withSavepoint`):
  * `@effect/sql` 0.52's nested `withTransaction` never releases them, so they piled up.
@@ -30,7 +36,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, type Fiber, FiberRef, Option } from "effect"
 import { withSavepoint } from "../voting/TxSql.js"
 import { type EventBackend, reportBatch, reportOne } from "./EventBackend.js"
-import { EventStoreError } from "./errors.js"
+import { EventStoreError, outlivedTransaction } from "./errors.js"
 import type { EventId } from "./EventId.js"
 import type { LocalEvent } from "./EventLog.js"
 
@@ -124,6 +130,14 @@ interface Queue {
    */
   arena: Uint8Array
   used: number
+  /**
+   * The failure of a batch of it that could not be written: its rows are lost, so the level must
+   * not commit. Every later write of the queue (its last one, before the level commits, above
+   * all) fails with it, even if the caller caught the first.
+   */
+  failed: EventStoreError | undefined
+  /** Set when its level has ended: a fiber forked in it that is still running can no longer use the store. */
+  ended: boolean
 }
 
 /** `body` copied into `queue`'s arena. */
@@ -141,7 +155,7 @@ const copyBody = (queue: Queue, body: Uint8Array): Uint8Array => {
 }
 
 const newQueue = (owner: readonly [Connection, ...Array<unknown>]): Queue =>
-  ({ owner, connection: owner[0], values: [], arena: new Uint8Array(0), used: 0 })
+  ({ owner, connection: owner[0], values: [], arena: new Uint8Array(0), used: 0, failed: undefined, ended: false })
 
 /** The outcome of one INSERT of a batch, as the driver reports a write. */
 interface RunResult {
@@ -173,6 +187,7 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
    */
   const flush = (queue: Queue): Effect.Effect<void, EventStoreError> => {
     // Takes the rows now: call it when they are to be written (under `Effect.suspend` if need be).
+    if (queue.failed !== undefined) return Effect.fail(queue.failed)
     if (queue.values.length === 0) return Effect.void
     const { connection, values } = queue
     queue.values = []
@@ -213,7 +228,10 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
         }
       )
     return Effect.forEach(chunks, writeChunk, { discard: true }).pipe(
-      Effect.mapError((cause) => new EventStoreError({ operation: "broadcast", cause })),
+      Effect.mapError((cause) => {
+        queue.failed = new EventStoreError({ operation: "broadcast", cause })
+        return queue.failed
+      }),
       Effect.zipRight(Effect.suspend(() => reportBatch(stored, skipped)))
     )
   }
@@ -229,21 +247,47 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
     return Option.isSome(open) && open.value === queue.owner ? queue : undefined
   }
 
-  /** Writes the queue of the current `transaction` level, when this fiber is at that level. */
-  const flushQueued: Effect.Effect<void, EventStoreError> = Effect.withFiberRuntime((fiber) => {
-    const queue = queueHere(fiber)
-    return queue === undefined ? Effect.void : flush(queue)
-  })
+  /** Whether `fiber` was forked inside a `transaction` level that has ended since. */
+  const outlived = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean => fiber.getFiberRef(currentQueue)?.ended === true
+
+  /**
+   * Writes the queue of the current `transaction` level, when this fiber is at that level. With
+   * `strict` (for `EventLog` calls, which must see every broadcast made before them), inside a
+   * foreign level nested in it (a `sql.withTransaction` or a savepoint not of this store) the
+   * queued rows cannot be written (that level's rollback would lose them) nor seen: the call fails
+   * rather than answer without them.
+   */
+  const flushQueued = (operation: string, strict: boolean): Effect.Effect<void, EventStoreError> =>
+    Effect.withFiberRuntime((fiber) => {
+      const queue = fiber.getFiberRef(currentQueue)
+      if (queue === undefined) return Effect.void
+      if (queue.ended) return Effect.fail(outlivedTransaction(operation))
+      if (queueHere(fiber) === queue) return flush(queue)
+      return strict && queue.values.length > 0
+        ? Effect.fail(
+          new EventStoreError({
+            operation,
+            cause: new Error("broadcasts of the enclosing EventStore.transaction are still queued"),
+            hint: "nest EventLog calls in EventStore.transaction rather than a transaction or savepoint of your own, " +
+              "or call one before opening it"
+          })
+        )
+        : Effect.void
+    })
 
   const onConnection = <A>(
     operation: string,
     inTransaction: (connection: Connection) => Effect.Effect<unknown, SqlError>,
     outside: () => Effect.Effect<unknown, SqlError>
   ): Effect.Effect<A, EventStoreError> =>
-    Effect.contextWithEffect((context: Context.Context<never>) => {
-      const open = Context.getOption(context, SqlClient.TransactionConnection)
-      return (Option.isSome(open) ? inTransaction(open.value[0]) : outside()) as Effect.Effect<A, SqlError>
-    }).pipe(Effect.mapError((cause) => new EventStoreError({ operation, cause })))
+    Effect.withFiberRuntime((fiber) => {
+      // Its transaction's connection is no longer its own: it may be in another fiber's transaction.
+      if (outlived(fiber)) return Effect.fail(outlivedTransaction(operation))
+      const open = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
+      return ((Option.isSome(open) ? inTransaction(open.value[0]) : outside()) as Effect.Effect<A, SqlError>).pipe(
+        Effect.mapError((cause) => new EventStoreError({ operation, cause }))
+      )
+    })
 
   /** Rows of a query. */
   const query = <Row extends object>(operation: string, text: string, params: ReadonlyArray<unknown>) =>
@@ -270,7 +314,11 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
       const open = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
       if (Option.isNone(open)) return effect // not reached: always run inside a transaction
       const queue = newQueue(open.value)
-      return Effect.locally(Effect.zipLeft(effect, Effect.suspend(() => flush(queue))), currentQueue, queue)
+      return Effect.locally(Effect.zipLeft(effect, Effect.suspend(() => flush(queue))), currentQueue, queue).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          queue.ended = true
+        }))
+      )
     })
 
   const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | EventStoreError, R> => {
@@ -279,7 +327,10 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
       Option.isNone(open)
         ? sql.withTransaction(body)
         // The enclosing level's queue goes in first: its rows must not be undone by this savepoint.
-        : Effect.zipRight(flushQueued, withSavepoint("kwil_events")(body).pipe(Effect.provideService(SqlClient.SqlClient, sql)))).pipe(
+        : Effect.zipRight(
+          flushQueued("transaction", false),
+          withSavepoint("kwil_events")(body).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+        )).pipe(
         Effect.mapError((error) =>
           error instanceof Inner
             ? error.error as E
@@ -302,13 +353,15 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
     ids.length === 0 ? Effect.succeed(none) : f(JSON.stringify(ids))
 
   /** An `EventLog` operation: it sees every broadcast made before it. */
-  const logged = <A>(effect: Effect.Effect<A, EventStoreError>) => Effect.zipRight(flushQueued, effect)
+  const logged = <A>(operation: string, effect: Effect.Effect<A, EventStoreError>) =>
+    Effect.zipRight(flushQueued(operation, true), effect)
 
   const backend: EventBackend = {
     insert: (id, type, body, listener) =>
       Effect.withFiberRuntime((fiber) => {
         const queue = queueHere(fiber)
         if (queue === undefined) return insertOne(id, type, body, listener)
+        if (queue.ended) return Effect.fail(outlivedTransaction("broadcast"))
         queue.values.push(id, type, copyBody(queue, body), listener)
         return queue.values.length >= BATCH * 4 ? Effect.as(flush(queue), id) : Effect.succeed(id)
       }),
@@ -321,6 +374,7 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
             ids
           )
         }
+        if (queue.ended) return Effect.fail(outlivedTransaction("broadcast"))
         for (let i = 0; i < ids.length; i++) queue.values.push(ids[i], type, copyBody(queue, bodies[i]!), listener)
         return queue.values.length >= BATCH * 4 ? Effect.as(flush(queue), ids) : Effect.succeed(ids)
       }),
@@ -334,23 +388,25 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
     transaction,
     log: {
       list: (options) => {
-        // A limit below 1 asks for nothing; no limit is -1, SQLite's "no limit".
+        // A limit below 1 asks for nothing; no limit (or one that is no number, as the memory
+        // store reads it) is -1, SQLite's "no limit".
         if (options?.limit !== undefined && options.limit < 1) return Effect.succeed([])
-        const limit = options?.limit === undefined ? -1 : Math.floor(options.limit)
+        const limit = options?.limit === undefined || !Number.isFinite(options.limit) ? -1 : Math.floor(options.limit)
         const rows = options?.voted === undefined
           ? query<EventRow>("list", statements.listAll, [limit])
           : query<EventRow>("list", statements.listVoted, [options.voted ? 1 : 0, limit])
-        return logged(Effect.map(rows, (rows) => rows.map(toLocalEvent)))
+        return logged("list", Effect.map(rows, (rows) => rows.map(toLocalEvent)))
       },
       get: (ids) =>
         forIds(ids, [], (json) =>
-          logged(Effect.map(query<EventRow>("get", statements.get, [json]), (rows) => rows.map(toLocalEvent)))),
+          logged("get", Effect.map(query<EventRow>("get", statements.get, [json]), (rows) => rows.map(toLocalEvent)))),
       markVoted: (ids) =>
-        forIds(ids, undefined, (json) => logged(Effect.asVoid(write("markVoted", statements.setVoted, [1, json])))),
+        forIds(ids, undefined, (json) => logged("markVoted", Effect.asVoid(write("markVoted", statements.setVoted, [1, json])))),
       markUnvoted: (ids) =>
-        forIds(ids, undefined, (json) => logged(Effect.asVoid(write("markUnvoted", statements.setVoted, [0, json])))),
+        forIds(ids, undefined, (json) =>
+          logged("markUnvoted", Effect.asVoid(write("markUnvoted", statements.setVoted, [0, json])))),
       delete: (ids) =>
-        forIds(ids, undefined, (json) => logged(Effect.asVoid(write("delete", statements.delete, [json])))),
+        forIds(ids, undefined, (json) => logged("delete", Effect.asVoid(write("delete", statements.delete, [json])))),
       markProcessed: (ids) =>
         forIds(ids, undefined, (json) =>
           transaction(
@@ -361,6 +417,7 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
           ).pipe(Effect.asVoid)),
       isProcessed: (id) =>
         logged(
+          "isProcessed",
           Effect.map(query<{ readonly found: number }>("isProcessed", statements.isProcessed, [id]), (rows) => rows.length > 0)
         )
     }

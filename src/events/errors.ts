@@ -16,16 +16,29 @@ export class UnknownEventType extends Data.TaggedError("UnknownEventType")<{
   }
 }
 
-/** The storage under the event store failed (disk full, locked, corrupt file...). */
+/**
+ * The storage under the event store failed (disk full, locked, corrupt file...), or the store was
+ * used where it cannot answer truly (then `hint` says what to do instead).
+ */
 export class EventStoreError extends Data.TaggedError("EventStoreError")<{
   readonly operation: string
   readonly cause: unknown
+  /** What to do about it, when it is not the database's state. */
+  readonly hint?: string
 }> {
   override get message() {
     return `event store ${this.operation} failed: ${describe(this.cause)}; ` +
-      `check that the node database is writable, not locked by another process and migrated`
+      (this.hint ?? "check that the node database is writable, not locked by another process and migrated")
   }
 }
+
+/** A store call from a fiber forked inside a `transaction` level that has ended: nothing is done. */
+export const outlivedTransaction = (operation: string): EventStoreError =>
+  new EventStoreError({
+    operation,
+    cause: new Error("the transaction this fiber was forked in has ended"),
+    hint: "join fibers forked inside EventStore.transaction before its effect returns"
+  })
 
 /** The messages down a cause chain: an `SqlError` says "Failed to execute", its cause says why. */
 const describe = (cause: unknown): string => {

@@ -63,10 +63,13 @@ export const withSavepoint = (name: string) =>
 <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> =>
   Effect.flatMap(openConnection, (open) => {
     if (Option.isNone(open)) return Effect.flatMap(SqlClient.SqlClient, (sql) => sql.withTransaction(effect))
-    const connection = open.value[0]
+    const [connection, depth] = open.value
     const exec = (text: string) => connection.executeRaw(text, [])
+    // A level of its own, as `withTransaction`'s nesting makes one: code inside can tell it from
+    // the level around it (the event store keeps its queued broadcasts out of it).
+    const inside = Effect.provideService(effect, SqlClient.TransactionConnection, [connection, depth + 1])
     return Effect.uninterruptibleMask((restore) =>
-      Effect.zipRight(exec(`SAVEPOINT ${name}`), Effect.exit(restore(effect))).pipe(
+      Effect.zipRight(exec(`SAVEPOINT ${name}`), Effect.exit(restore(inside))).pipe(
         Effect.flatMap((exit) =>
           Effect.as(
             Exit.isSuccess(exit)

@@ -1,7 +1,7 @@
-import { Migrator } from "@effect/sql"
+import { Migrator, SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Metric, Option, Schema } from "effect"
+import { Deferred, Effect, Either, Exit, Fiber, Layer, Metric, Option, Schema } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -13,6 +13,7 @@ import * as EventType from "../../src/events/EventType.js"
 import events from "../../src/storage/0001_events.js"
 import * as Resolution from "../../src/voting/Resolution.js"
 import { ResolutionRegistry } from "../../src/voting/ResolutionRegistry.js"
+import { withSavepoint } from "../../src/voting/TxSql.js"
 
 const Credit = EventType.make(
   "credit_account",
@@ -327,6 +328,47 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         const e5 = yield* store.broadcastRaw("other", bytes(0))
         expect(yield* ids()).toEqual([e2, e3, e5])
       }))
+
+    test("a fiber forked in a transaction that uses the store after it ended fails and stores nothing", () =>
+      Effect.gen(function*() {
+        const store = yield* storeOf()
+        const ended = yield* Deferred.make<void>()
+        const late = yield* store.transaction(
+          Effect.gen(function*() {
+            yield* store.broadcastRaw("other", bytes(1))
+            return yield* Effect.fork(Effect.zipRight(
+              Deferred.await(ended),
+              Effect.all([
+                Effect.either(store.broadcastRaw("other", bytes(2))),
+                Effect.either(store.kv.set("late", text("x"))),
+                Effect.either(Effect.flatMap(EventLog, (log) => log.list()))
+              ])
+            ))
+          })
+        )
+        yield* Deferred.succeed(ended, undefined)
+        const results = yield* Fiber.join(late)
+        for (const result of results as ReadonlyArray<Either.Either<unknown, { readonly _tag: string; readonly message: string }>>) {
+          expect(Either.isLeft(result)).toBe(true)
+          const error = (result as Either.Left<{ readonly _tag: string; readonly message: string }, unknown>).left
+          expect(error._tag).toBe("EventStoreError")
+          expect(error.message).toContain("forked in has ended")
+          expect(error.message).toContain("join fibers forked inside EventStore.transaction")
+        }
+        expect(yield* ids()).toEqual([EventId.make("other", bytes(1))])
+        expect(yield* store.kv.get("late")).toEqual(Option.none())
+      }))
+
+    test("a limit that is no finite number is no limit", () =>
+      Effect.gen(function*() {
+        const store = yield* storeOf()
+        const a = yield* store.broadcastRaw("other", bytes(1))
+        const b = yield* store.broadcastRaw("other", bytes(2))
+        expect(yield* ids({ limit: Infinity })).toEqual([a, b])
+        expect(yield* ids({ limit: Number.NaN })).toEqual([a, b])
+        expect(yield* ids({ limit: 1.5 })).toEqual([a])
+        expect(yield* ids({ limit: -Infinity })).toEqual([])
+      }))
   })
 
 const migrations = Layer.effectDiscard(Migrator.make({})({ loader: Migrator.fromRecord({ "0001_events": events }) }))
@@ -339,6 +381,14 @@ const sqlite = (filename: string): StoreLayer =>
     Layer.provide(Registry),
     Layer.orDie
   )
+
+/** `sqlite(":memory:")` with its SQL client, for tests that run SQL of their own beside the store. */
+const sqliteWithClient = EventStore.layerSql.pipe(
+  Layer.provideMerge(migrations),
+  Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })),
+  Layer.provide(Registry),
+  Layer.orDie
+)
 
 suite("EventStore.layerSql (SQLite)", () => sqlite(":memory:"))
 suite("EventStore.layerMemory", () => EventStore.layerMemory.pipe(Layer.provide(Registry), Layer.orDie))
@@ -374,6 +424,55 @@ describe("EventStore.layerSql only", () => {
         expect(yield* ids()).toEqual([first, second])
       }).pipe(Effect.provide(sqlite(file)))
     }))
+
+  it.effect("a batch that fails to write fails its transaction, even if the caller caught the failure", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql.unsafe("CREATE TRIGGER refuse_ff BEFORE INSERT ON events WHEN NEW.body = x'ff' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+      const store = yield* storeOf()
+      const exit = yield* Effect.exit(store.transaction(Effect.gen(function*() {
+        yield* store.broadcastRaw("other", bytes(1))
+        // 1 + 127 rows fill a batch, which is written now and refused.
+        const bodies = [...Array.from({ length: 126 }, (_, i) => bytes(3, i)), bytes(0xff)]
+        const caught = yield* Effect.either(store.broadcastRawAll("other", bodies))
+        expect(Either.isLeft(caught) && caught.left._tag).toBe("EventStoreError")
+        yield* store.broadcastRaw("other", bytes(2))
+      })))
+      expect(Exit.isFailure(exit)).toBe(true)
+      expect(exit).toMatchObject({ cause: { error: { _tag: "EventStoreError", operation: "broadcast" } } })
+      expect(yield* ids()).toEqual([])
+    }).pipe(Effect.provide(sqliteWithClient)))
+
+  it.effect("TxSql.withSavepoint inside a transaction is a level of its own: its rollback undoes its rows only", () =>
+    Effect.gen(function*() {
+      const store = yield* storeOf()
+      const before = yield* store.transaction(Effect.gen(function*() {
+        const before = yield* store.broadcastRaw("other", bytes(1))
+        // More rows than a batch inside the savepoint, which then fails.
+        yield* Effect.exit(withSavepoint("user_level")(Effect.gen(function*() {
+          for (let i = 0; i < 130; i++) yield* store.broadcastRaw("other", bytes(4, i))
+          return yield* new Boom()
+        })))
+        return before
+      }))
+      expect(yield* ids()).toEqual([before])
+    }).pipe(Effect.provide(sqliteWithClient)))
+
+  it.effect("EventLog inside a foreign nested transaction fails while broadcasts of the level around it are queued", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const log = yield* EventLog
+      const store = yield* storeOf()
+      yield* store.transaction(Effect.gen(function*() {
+        const id = yield* store.broadcastRaw("other", bytes(1))
+        const error = yield* Effect.flip(sql.withTransaction(log.list()))
+        expect(error).toMatchObject({ _tag: "EventStoreError", operation: "list" })
+        expect(error.message).toContain("nest EventLog calls in EventStore.transaction")
+        // Called at the store's level, it writes the queue; nothing is left to miss below it.
+        expect((yield* log.list()).map((e) => e.id)).toEqual([id])
+        expect((yield* sql.withTransaction(log.list())).map((e) => e.id)).toEqual([id])
+      }))
+    }).pipe(Effect.provide(sqliteWithClient)))
 
   it.effect("SQL failures are EventStoreError naming the operation", () =>
     Effect.gen(function*() {
