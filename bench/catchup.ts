@@ -20,7 +20,7 @@
  *   better-sqlite3 transaction (WAL, as the SQL client opens it) of prepared `INSERT`s and the
  *   checkpoint. Informative: how far ours is from plain code; its own ratio to (a) shows how near
  *   the bare floor plain code gets here. The notes also give it with one range in flight at a time,
- *   and with the block-hash checks ours makes for reorg safety (three block reads a range, every
+ *   and with the block-hash checks ours makes for reorg safety (four block reads a range, every
  *   call through undici): how near the floor plain code with the same checks gets.
  *
  * Each round runs them all side by side, in a rotating order; figures are medians. The note also
@@ -273,9 +273,10 @@ export const delayed = async (
  *
  * With `checked`, each range also makes the block-hash checks ours makes (`LogFollower`'s unit),
  * and every call goes through undici's `request` (the HTTP client ours uses, cheaper than
- * `fetch`): block `to` before its logs, then block `to` again and block `from - 1` together
- * after them; it throws unless the two reads of `to` agree and block `from - 1`, when an earlier
- * range ended there, has that range's hash (ours' ranges come in the order its calls went out,
+ * `fetch`): block `to` before its logs, then block `to` again, block `from - 1` and block
+ * `to + confirmations` (the depth check) together after them; it throws unless the two reads of
+ * `to` agree, block `to + confirmations` is served, and block `from - 1`, when an earlier range
+ * ended there, has that range's hash (ours' ranges come in the order its calls went out,
  * not always that of their blocks, and may repeat one it fetched again).
  * The least a pipeline that stores the same events with the same reorg checks pays.
  */
@@ -305,7 +306,9 @@ export const raw = async (
       // Block 0 has no block before it to anchor to (as in ours' unit).
       const [post, anchor] = await Promise.all([
         blockHash(target, to, undiciPost),
-        from > 0n ? blockHash(target, from - 1n, undiciPost) : Promise.resolve("0x" as Hex)
+        from > 0n ? blockHash(target, from - 1n, undiciPost) : Promise.resolve("0x" as Hex),
+        // Throws (a null block has no hash) when the node does not have it.
+        blockHash(target, to + BigInt(confirmations), undiciPost)
       ])
       if (post !== pre) throw new Error(`block ${to} changed from ${pre} to ${post}`)
       return { logs, to: pre, anchor }
@@ -470,7 +473,7 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
         const all = (xs: ReadonlyArray<number>) => xs.map((x) => Math.round(x)).join(", ")
         const rawBare = `raw/bare = ${(mc / ma).toFixed(2)}; with one range in flight at a time ` +
           `(${all(c1)} ms) ${(median(c1) / ma).toFixed(2)}; with ours' block-hash checks (the pre and post ` +
-          `checks and the anchor, ${3 * ranges.length} more calls, all through undici's request; ${all(cc)} ms) ` +
+          `checks, the anchor and the depth check, ${4 * ranges.length} more calls, all through undici's request; ${all(cc)} ms) ` +
           `${(median(cc) / ma).toFixed(2)}, ours/that = ${(mo / median(cc)).toFixed(2)}`
         const cores = availableParallelism()
         /**

@@ -175,7 +175,7 @@ const smallQuantity = (u: unknown): number | undefined =>
 /**
  * The `eth_getBlockByNumber` answer checked by hand: what a `BlockJson` decode returns (`null`
  * for no block), or `undefined` when that decode would refuse it (it then runs and names the
- * problem). A follower reads three blocks a range, and the generic decode of one cost about as
+ * problem). A follower reads four blocks a range, and the generic decode of one cost about as
  * much as the rest of the call's Effect work.
  */
 export const fastBlock = (json: unknown): typeof BlockJson.Type | undefined => {

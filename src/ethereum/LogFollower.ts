@@ -281,10 +281,12 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
 
     /** After a violation: the highest known checkpoint that is still canonical. */
     const findAncestor = (violation: FinalityViolation) => Effect.gen(function*() {
+      // Read as the units read: on one node that serves the block (a node that lacks it, behind
+      // the others, moves the read to the next URL), never taking "not served" for "orphaned".
       const isCanonical = (c: Checkpoint) =>
         c.hash === undefined
           ? Effect.succeed(true) // the unverifiable start: rescanning from it is always right
-          : rpc(client.block(c.height)).pipe(Effect.map(Option.exists((b) => b.hash === c.hash)))
+          : rpc(client.sameNode(served(c.height))).pipe(Effect.map((b) => b.hash === c.hash))
       const candidates = (yield* Ref.get(known)).filter((c) => c.height < violation.height).reverse()
       let lowest = violation.height
       for (const c of candidates) {
@@ -318,11 +320,16 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
     /**
      * The unit of the range `[from, to]`, on ONE node (a node without block `to` must not answer
      * its logs; a failed step moves the whole unit to the next URL): block `to` (the pre check),
-     * the logs, then block `to` again (the post check) and, when `anchored`, block `from - 1`
-     * (the anchor), together. The anchor is read after the logs, so the logs come from a chain
-     * that still held it; whether it is the checkpoint's block is decided by whoever uses the
-     * unit (`fetchBatch`), so a unit needs nothing from the range before it and any number can run
-     * at once.
+     * the logs, then block `to` again (the post check), with a number of confirmations block
+     * `to + N` (the depth check) and, when `anchored`, block `from - 1` (the anchor), together.
+     * The anchor is read after the logs, so the logs come from a chain that still held it;
+     * whether it is the checkpoint's block is decided by whoever uses the unit (`fetchBatch`), so
+     * a unit needs nothing from the range before it and any number can run at once. The depth
+     * check proves `to` has its confirmations on the chain that served the logs: the confirmed
+     * height is the highest head seen less N (a lagging URL never moves it back), and after a
+     * reorg to a shorter chain that head is above the chain's, so without it a block could be
+     * emitted with fewer confirmations and then orphaned by a reorg within the depth. A node
+     * without block `to + N` fails the unit (retried, as a lagging node is) until it has it.
      */
     const unit = (from: bigint, to: bigint, anchored: boolean) =>
       rpc(
@@ -332,8 +339,12 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
           const problem = inconsistency(logs, from, to, pre.hash)
           if (problem !== undefined) return yield* new InconsistentChain({ detail: problem })
           const [post, anchor] = yield* Effect.all(
-            [served(to), anchored ? Effect.asSome(served(from - 1n)) : Effect.succeedNone],
-            { concurrency: 2 }
+            [
+              served(to),
+              anchored ? Effect.asSome(served(from - 1n)) : Effect.succeedNone,
+              typeof confirmations === "number" ? served(to + BigInt(confirmations)) : Effect.void
+            ],
+            { concurrency: 3 }
           )
           if (post.hash !== pre.hash) {
             return yield* new InconsistentChain({ detail: `block ${to} changed from ${pre.hash} to ${post.hash}` })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Layer, Metric, Option, Ref, Stream, TestClock } from "effect"
+import { Duration, Effect, Exit, Fiber, FiberRef, Layer, Metric, Option, Ref, Stream, TestClock } from "effect"
 import { EthereumClient, type EthLog } from "../../src/ethereum/EthereumClient.js"
 import { RangeTooLarge, RpcBadRequest, RpcRateLimited, RpcTimeout } from "../../src/ethereum/errors.js"
 import * as LogFollower from "../../src/ethereum/LogFollower.js"
@@ -178,6 +178,79 @@ describe("LogFollower", () => {
       const events = yield* f.events
       expect(apply(events).checkpoint).toEqual({ height: 17n, hash: blockHash(chain, 17n) })
       expect(apply(events).logs).toEqual(logsUpTo(chain, 17n))
+    }))
+
+  it.effect("after a reorg to a shorter chain, a block is emitted only once it has its confirmations on that chain", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(31) // head 30, 5 confirmations: 0..25
+      let shrunk = false
+      const layer = chain.layerWith({
+        getLogs: (p) =>
+          Effect.suspend(() => {
+            if (p.fromBlock === 26n && !shrunk) {
+              shrunk = true
+              // A 5-deep reorg (within the depth) to a shorter chain: 27..31 become 27'..29'; 26 stays.
+              chain.reorg(5)
+              chain.blocks.splice(30)
+            }
+            return chain.client.getLogs(p)
+          })
+      })
+      const seen = yield* Ref.make<ReadonlyArray<readonly [Event, bigint]>>([])
+      yield* LogFollower.follow({
+        filter: { address: CONTRACT, topics: [TOPIC] },
+        from: LogFollower.startAt(0n),
+        confirmations: 5
+      }).pipe(
+        Stream.runForEach((e) => Ref.update(seen, (es) => [...es, [e, chain.head] as const])),
+        Effect.provide(layer),
+        Effect.fork
+      )
+      yield* TestClock.adjust("1 second")
+      chain.mine(1) // head 30: the highest head seen was 31, so 26 counts as confirmed, yet has 4
+      yield* TestClock.adjust("2 seconds")
+      // Nothing was emitted past what the chain itself confirms.
+      for (const [event, head] of yield* Ref.get(seen)) {
+        if (event._tag === "Batch") expect(event.to).toBeLessThanOrEqual(head - 5n)
+      }
+      chain.reorg(4) // within the depth: replaces 26..29'
+      chain.mine(3)
+      yield* TestClock.adjust("5 seconds")
+      // No orphaned log reached the consumer: batches only, exactly the chain's logs.
+      expectBatchesUpTo((yield* Ref.get(seen)).map(([e]) => e), chain, chain.head - 5n)
+    }))
+
+  it.effect("a first URL behind the others never passes for a reorg when the ancestor is searched", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(61) // confirmed 55
+      const behindAt = 20n // URL 0 stopped syncing at block 20 (the same chain below)
+      const pinned = FiberRef.unsafeMake<number | undefined>(undefined)
+      // Calls outside sameNode go to URL 0 (viem's fallback: a missing block is an answer, not an error).
+      const onNode = <A, E>(first: Effect.Effect<A, E>, second: Effect.Effect<A, E>) =>
+        Effect.flatMap(FiberRef.get(pinned), (n) => (n === 1 ? second : first))
+      const layer = chain.layerWith({
+        block: (ref) =>
+          onNode(
+            typeof ref === "bigint" && ref > behindAt ? Effect.succeed(Option.none()) : chain.client.block(ref),
+            chain.client.block(ref)
+          ),
+        getLogs: (p) =>
+          onNode(
+            Effect.map(chain.client.getLogs(p), (logs) => logs.filter((l) => l.blockNumber <= behindAt)),
+            chain.client.getLogs(p)
+          ),
+        // As the client's sameNode: URL 0, and on any failure the whole unit on URL 1.
+        sameNode: (unit) => Effect.locally(unit, pinned, 0).pipe(Effect.catchAll(() => Effect.locally(unit, pinned, 1)))
+      })
+      const { events, fiber } = yield* start(layer, { range: { initial: 10 }, inFlight: 1, historySize: 3 })
+      yield* TestClock.adjust("1 second")
+      expect(batches(yield* events).map((b) => b.to)).toEqual([9n, 21n, 36n, 54n, 55n])
+      chain.reorg(10) // 51..60 replaced: 54 and 55 orphaned, 36 still canonical
+      chain.mine(1)
+      yield* TestClock.adjust("2 seconds")
+      expect(Option.isNone(yield* Fiber.poll(fiber))).toBe(true)
+      const rewind = (yield* events).find((e): e is LogFollower.Rewind => e._tag === "Rewind")
+      expect(rewind?.checkpoint.height).toBe(36n)
     }))
 
   it.effect("logs that disagree with the batch's block hash are fetched again, never emitted", () =>
