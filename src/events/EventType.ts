@@ -3,7 +3,7 @@
  * The same value is used by the listener that broadcasts and by the resolution that decodes,
  * so both ends agree on the payload's type.
  */
-import { Data, Effect, Either, type ParseResult, Schema } from "effect"
+import { Data, Effect, Either, ParseResult, Schema } from "effect"
 
 /** A payload that could not be encoded to, or decoded from, its event type's bytes. */
 export class PayloadCodecError extends Data.TaggedError("PayloadCodecError")<{
@@ -92,14 +92,18 @@ const parser = <I, O>(
   effectful: (input: I) => Effect.Effect<O, ParseResult.ParseError>,
   error: (cause: ParseResult.ParseError, index?: number) => PayloadCodecError
 ) => {
-  const one = (input: I, index?: number): Effect.Effect<O, PayloadCodecError> => {
-    const result = sync(input)
-    return Either.isRight(result)
-      ? Effect.succeed(result.right)
-      : result.left.issue._tag === "Forbidden"
-      ? Effect.mapError(effectful(input), (cause) => error(cause, index))
-      : Effect.fail(error(result.left, index))
-  }
+  // Run when the effect runs, not when it is made: a schema whose transformation throws then
+  // fails the effect with a defect (which a caller's `Effect.exit` sees) instead of throwing at
+  // whoever built it.
+  const one = (input: I, index?: number): Effect.Effect<O, PayloadCodecError> =>
+    Effect.suspend(() => {
+      const result = sync(input)
+      return Either.isRight(result)
+        ? Effect.succeed(result.right)
+        : result.left.issue._tag === "Forbidden"
+        ? Effect.mapError(effectful(input), (cause) => error(cause, index))
+        : Effect.fail(error(result.left, index))
+    })
   const all = (inputs: ReadonlyArray<I>): Effect.Effect<ReadonlyArray<O>, PayloadCodecError> =>
     Effect.suspend(() => {
       const outputs: Array<O> = []
@@ -125,15 +129,24 @@ const parser = <I, O>(
 export const json = <A, I>(schema: Schema.Schema<A, I>): Schema.Schema<A, Uint8Array> =>
   Schema.compose(Utf8Json, schema as Schema.Schema<A, unknown>) as unknown as Schema.Schema<A, Uint8Array>
 
-const Utf8Json: Schema.Schema<unknown, Uint8Array> = Schema.transform(
+/** Bytes that are not UTF-8 fail the decode (a `PayloadCodecError`), rather than throw. */
+const Utf8Json: Schema.Schema<unknown, Uint8Array> = Schema.transformOrFail(
   Schema.Uint8ArrayFromSelf,
   Schema.parseJson(),
   {
     strict: true,
-    decode: (bytes) => new TextDecoder("utf-8", { fatal: true }).decode(bytes),
-    encode: (text) => new TextEncoder().encode(text)
+    decode: (bytes, _, ast) => {
+      try {
+        return ParseResult.succeed(utf8.decode(bytes))
+      } catch {
+        return ParseResult.fail(new ParseResult.Type(ast, bytes, "is not UTF-8 text"))
+      }
+    },
+    encode: (text) => ParseResult.succeed(new TextEncoder().encode(text))
   }
 )
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
 
 const describe = (cause: unknown): string =>
   cause instanceof Error ? cause.message : String(cause)

@@ -60,10 +60,11 @@ export const resolveInOrder = (confirmed: ReadonlyArray<Confirmed>, height: bigi
       approvedPower: approved
     })
 
+    // Suspended: whatever an event type's decode does (even throw), it is this item's failure.
     const attempt = (item: Confirmed) =>
-      Effect.exit(
+      Effect.exit(Effect.suspend(() =>
         Effect.flatMap(item.resolution.type.decode(item.body), (payload) => item.resolution.resolve(payload, contextOf(item)))
-      )
+      ))
 
     /** `confirmed[from, to)`, all of one resolution with `resolveAll`, in one call. */
     const attemptAll = (from: number, to: number) => {

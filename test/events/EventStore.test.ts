@@ -111,6 +111,10 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         const store = yield* storeOf()
         const error = yield* Effect.flip(store.broadcastRaw("credit_account", text("not json")))
         expect(error).toMatchObject({ _tag: "PayloadCodecError", type: "credit_account", direction: "decode" })
+        // Bytes that are not UTF-8 at all: the same typed error, not a defect.
+        const notText = yield* Effect.flip(store.broadcastRaw("credit_account", bytes(0xff, 0xfe)))
+        expect(notText).toMatchObject({ _tag: "PayloadCodecError", type: "credit_account", direction: "decode" })
+        expect(notText.message).toContain("UTF-8")
         expect(yield* ids()).toEqual([])
         // The same type accepts a body it can decode.
         yield* store.broadcastRaw("credit_account", text(JSON.stringify({ account: "a", amount: "1" })))

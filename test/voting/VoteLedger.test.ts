@@ -5,11 +5,14 @@ import * as EventId from "../../src/events/EventId.js"
 import { EventLog } from "../../src/events/EventLog.js"
 import { VoteLedger } from "../../src/voting/VoteLedger.js"
 import type { VoteBody } from "../../src/voting/VoteTransport.js"
+import * as Resolution from "../../src/voting/Resolution.js"
 import {
   balanceOf,
+  defaultResolutions,
   Flaky,
   flakyCalls,
   makeNode,
+  Note,
   note,
   observe,
   runBlock,
@@ -252,6 +255,44 @@ describe("VoteLedger lifecycle", () => {
       expect(yield* node.run(balanceOf("shared"))).toBe(2n)
       expect(yield* node.run(Effect.flatMap(VoteLedger, (l) => l.all))).toEqual([])
       expect(yield* node.run(Effect.flatMap(EventLog, (l) => l.isProcessed(ids[1]!)))).toBe(true)
+    }))
+
+  it.scoped("a confirmed body its type cannot decode (not even UTF-8) is that resolution's failure, not the block's", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      const good = yield* note(1)
+      // A faulty proposer's body: never stored by an honest node (its broadcast fails), yet voted in.
+      const bad = { type: Note.name, body: Uint8Array.of(0xff, 0xfe) }
+      const ids = [good, bad].map(idOf)
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A", "B"), bodies: [good, bad] }))
+      const b2 = yield* node.run(runBlock({ height: 2n, proposer: "A", votes: [{ sender: "B", ids }] }))
+      expect(b2.resolved).toEqual([ids[0]])
+      expect(b2.failures.map((f) => f.id)).toEqual([ids[1]])
+      expect(b2.failures[0]!.error).toMatchObject({ _tag: "PayloadCodecError", direction: "decode" })
+      expect(yield* node.run(balanceOf("acct-1"))).toBe(1n)
+      expect(yield* node.run(Effect.flatMap(VoteLedger, (l) => l.all))).toEqual([])
+    }))
+
+  it.scoped("an event type of the node's own whose decode throws fails that resolution only", () =>
+    Effect.gen(function*() {
+      // An EventType made by hand (not with EventType.make): its decode throws as it is called.
+      const Throwing: typeof Note = {
+        ...Note,
+        name: "throwing",
+        decode: () => {
+          throw new Error("decode threw")
+        }
+      }
+      const throwing = Resolution.make({ type: Throwing, resolve: () => Effect.void })
+      const node = yield* makeNode("A", {}, [...defaultResolutions, throwing])
+      const good = yield* note(1)
+      const odd = { type: "throwing", body: good.body }
+      const ids = [good, odd].map(idOf)
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A", "B"), bodies: [good, odd] }))
+      const b2 = yield* node.run(runBlock({ height: 2n, proposer: "A", votes: [{ sender: "B", ids }] }))
+      expect(b2.resolved).toEqual([ids[0]])
+      expect(b2.failures.map((f) => f.id)).toEqual([ids[1]])
+      expect(yield* node.run(balanceOf("acct-1"))).toBe(1n)
     }))
 
   it.scoped("applies many resolutions with scattered failures exactly as one savepoint each would", () =>
