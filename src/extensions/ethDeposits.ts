@@ -50,7 +50,7 @@ import { CreditAccount, type Payload } from "./creditAccount.js"
 import { type EthDepositsConfig, load as loadConfig, section } from "./ethDepositsConfig.js"
 import * as Checkpoints from "./ethDepositsCheckpoint.js"
 
-export { CorruptCheckpoint } from "./ethDepositsCheckpoint.js"
+export { CheckpointOfAnotherSource, CorruptCheckpoint } from "./ethDepositsCheckpoint.js"
 
 /** The listener's name, its config section and its KV space. */
 export const name = section
@@ -253,6 +253,7 @@ const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: O
     const retry = { ...options.retry, maxRetries: config.maxRetries }
     const chainId = BigInt(yield* Retry.healable(retry)(client.chainId))
 
+    yield* store.transaction(Checkpoints.claimSource(store.kv, { chainId, contract: config.contractAddress }))
     const stored = yield* Checkpoints.readCheckpoint(store.kv)
     const start = LogFollower.startAt(config.startingHeight)
     const from = Option.match(stored, {

@@ -8,13 +8,19 @@
  * - `history`: the last `historySize` batch checkpoints, oldest first, in the same JSON shape: the
  *   follower's `history` lookup for finding the common ancestor after a deep reorg that happened
  *   while the listener was stopped (its own in-memory window starts empty at each start).
+ * - `source`: the chain id and escrow the two are of, `{"chainId":"1","contract":"0x…"}` (the
+ *   address lowercased), written when a run starts without one. A checkpoint of another chain or
+ *   contract would resume a scan that never covered this one (Kwil resumed `max(lh,
+ *   starting_height)` whatever the contract): a run whose source differs fails with
+ *   `CheckpointOfAnotherSource` instead. Stores from before this key have none, and adopt the
+ *   first run's.
  *
  * Both are decoded with `Schema`: a value that does not decode is a `CorruptCheckpoint`, never a
  * silent rescan from zero.
  */
 import { Data, Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { Hash } from "viem"
-import type { EventStoreService } from "../events/EventStore.js"
+import type { EventStoreError, EventStoreService } from "../events/EventStore.js"
 import { Hash32, hash32 } from "../ethereum/EthereumClient.js"
 import type { Checkpoint } from "../ethereum/LogFollower.js"
 
@@ -41,6 +47,58 @@ const Utf8 = Schema.transform(Schema.Uint8ArrayFromSelf, Schema.String, {
 export const CheckpointBytes = Schema.compose(Utf8, Schema.parseJson(CheckpointJson))
 /** `Uint8Array <-> ReadonlyArray<Checkpoint>`. */
 export const HistoryBytes = Schema.compose(Utf8, Schema.parseJson(Schema.Array(CheckpointJson)))
+
+/** The KV key of the chain and contract the checkpoint belongs to. */
+export const sourceKey = "source"
+
+/** What a checkpoint is a checkpoint of. */
+export interface Source {
+  readonly chainId: bigint
+  /** Lowercased. */
+  readonly contract: string
+}
+
+const SourceBytes = Schema.compose(Utf8, Schema.parseJson(Schema.Struct({ chainId: Schema.BigInt, contract: Schema.String })))
+
+/** The stored checkpoint is of another chain or contract than this run's: resuming from it would skip blocks. */
+export class CheckpointOfAnotherSource extends Data.TaggedError("CheckpointOfAnotherSource")<{
+  readonly stored: Source
+  readonly configured: Source
+}> {
+  override get message() {
+    return `the eth_deposits listener's stored checkpoint is of chain ${this.stored.chainId}, contract ` +
+      `${this.stored.contract}, but this run follows chain ${this.configured.chainId}, contract ` +
+      `${this.configured.contract} (rpc_provider, contract_address): restore them, or delete the KV keys ` +
+      `"${checkpointKey}", "${historyKey}" and "${sourceKey}" to scan from starting_height ` +
+      `(already stored events are not duplicated)`
+  }
+}
+
+/**
+ * Checks the stored checkpoint is of `source` (recording `source` when none is stored). Fails
+ * with `CheckpointOfAnotherSource`, or `CorruptCheckpoint` for a record it cannot read.
+ */
+export const claimSource = (
+  kv: Kv,
+  source: Source
+): Effect.Effect<void, EventStoreError | CorruptCheckpoint | CheckpointOfAnotherSource> =>
+  Effect.flatMap(kv.get(sourceKey), Option.match({
+    onNone: (): Effect.Effect<void, EventStoreError | CorruptCheckpoint | CheckpointOfAnotherSource> =>
+      kv.set(
+        sourceKey,
+        new TextEncoder().encode(JSON.stringify({ chainId: String(source.chainId), contract: source.contract.toLowerCase() }))
+      ),
+    onSome: (bytes) =>
+      Effect.flatMap(decodeWith(SourceBytes, sourceKey)(bytes), (stored) =>
+        stored.chainId === source.chainId && stored.contract.toLowerCase() === source.contract.toLowerCase()
+          ? Effect.void
+          : Effect.fail(
+            new CheckpointOfAnotherSource({
+              stored,
+              configured: { chainId: source.chainId, contract: source.contract.toLowerCase() }
+            })
+          ))
+  }))
 
 /** A stored checkpoint that cannot be read: the listener will not guess where to resume. */
 export class CorruptCheckpoint extends Data.TaggedError("CorruptCheckpoint")<{

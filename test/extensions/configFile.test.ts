@@ -81,6 +81,17 @@ describe("loadConfigFile: happy path", () => {
       expect(cfg.blockSyncChunkSize).toBe(500)
     }))
 
+  it.effect("an unquoted hex contract address (a TOML integer) is refused with the quoted address to write", () =>
+    Effect.gen(function*() {
+      const path = yield* Effect.promise(() =>
+        file("unquoted.toml", `[app.extensions.eth_deposits]\nrpc_provider = "http://localhost:8545"\ncontract_address = 0x5FbDB2315678afecb367f032d93F642f64180aa3\n`)
+      )
+      const sections = yield* loadConfigFile(path)
+      const error = yield* Effect.flip(decodeEthDepositsConfig(sections["eth_deposits"] ?? {}))
+      expect(error.message).toContain("is a number, not a hex address")
+      expect(error.message).toContain(`quote it (contract_address = "0x5fbdb2315678afecb367f032d93f642f64180aa3")`)
+    }))
+
   it("a file without app.extensions configures nothing", () => {
     expect(parseConfigToml("[chain]\nmoniker = \"x\"\n")).toEqual(Either.right({}))
     expect(parseConfigToml("[app]\nadmin = 1\n")).toEqual(Either.right({}))

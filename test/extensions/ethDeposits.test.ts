@@ -307,8 +307,37 @@ describe("the listener, without a chain", () => {
       yield* settle(Effect.sync(() => chain.requests.length), (n) => n > 0)
       // starting_height 12 is above the checkpoint: the scan starts at 12.
       expect(chain.requests[0]?.[0]).toBe(12n)
+      // A store from before the source was kept adopts this run's.
+      const source = yield* store.kv.get(Checkpoints.sourceKey)
+      expect(Option.map(source, (b) => JSON.parse(new TextDecoder().decode(b))))
+        .toEqual(Option.some({ chainId: "31337", contract: CONTRACT.toLowerCase() }))
       yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(setup(section({ starting_height: "12" })))))
+
+  it.effect("a checkpoint of another contract or chain fails the run, naming both, and nothing is scanned", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(20)
+      const store = yield* EventStore
+      const listener = EthDeposits.makeEthDeposits({ client: () => chain.layer })
+      // A first run records its source with its checkpoint.
+      const first = yield* Effect.fork(Effect.scoped(listener.run))
+      yield* TestClock.adjust("1 second")
+      yield* settle(Checkpoints.readCheckpoint(store.kv), Option.isSome)
+      yield* Fiber.interrupt(first)
+      const before = chain.requests.length
+      for (const [stored, what] of [
+        [{ chainId: "31337", contract: "0x00000000000000000000000000000000000000b0" }, "contract"],
+        [{ chainId: "1", contract: CONTRACT.toLowerCase() }, "chain"]
+      ] as const) {
+        yield* store.kv.set(Checkpoints.sourceKey, new TextEncoder().encode(JSON.stringify(stored)))
+        const error = yield* Effect.flip(Effect.scoped(listener.run))
+        expect(error._tag, what).toBe("CheckpointOfAnotherSource")
+        expect(error.message).toContain(`chain ${stored.chainId}, contract ${stored.contract}`)
+        expect(error.message).toContain(`follows chain 31337, contract ${CONTRACT.toLowerCase()}`)
+        expect(error.message).toContain("contract_address")
+      }
+      expect(chain.requests).toHaveLength(before)
+    }).pipe(Effect.provide(setup(section({ starting_height: "0" })))))
 })
 
 describe("a bad config under the manager", () => {
