@@ -25,8 +25,8 @@
  * leniently (a cut-off trailer or an empty body is no error), several codings undone in turn; a
  * leading BOM dropped; up to 3 redirects followed; credentials in the URL sent as basic
  * authentication, as viem does (and never in an error's URL), in UTF-8 where viem's `btoa` would
- * throw. Parameters are sent with
- * `JSON.stringify`: the client's are hex strings, booleans and objects of them.
+ * throw. Parameters are sent with `JSON.stringify`: the client's are hex strings, booleans and
+ * objects of them.
  */
 import { promisify } from "node:util"
 import * as zlib from "node:zlib"

@@ -129,6 +129,8 @@ const parser = <I, O>(
 export const json = <A, I>(schema: Schema.Schema<A, I>): Schema.Schema<A, Uint8Array> =>
   Schema.compose(Utf8Json, schema as Schema.Schema<A, unknown>) as unknown as Schema.Schema<A, Uint8Array>
 
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
 /** Bytes that are not UTF-8 fail the decode (a `PayloadCodecError`), rather than throw. */
 const Utf8Json: Schema.Schema<unknown, Uint8Array> = Schema.transformOrFail(
   Schema.Uint8ArrayFromSelf,
@@ -145,8 +147,6 @@ const Utf8Json: Schema.Schema<unknown, Uint8Array> = Schema.transformOrFail(
     encode: (text) => ParseResult.succeed(new TextEncoder().encode(text))
   }
 )
-
-const utf8 = new TextDecoder("utf-8", { fatal: true })
 
 const describe = (cause: unknown): string =>
   cause instanceof Error ? cause.message : String(cause)
