@@ -188,9 +188,14 @@ const make = Effect.gen(function*() {
   const validatorStatus = yield* ValidatorStatus
   const node = yield* NodeInfo
   const storage = yield* EventStorage
+  /** Failed by the first listener with policy `shutdown` that fails: the manager then stops everything. */
+  const tripped = yield* Deferred.make<never, ListenerShutdown>()
+  /** `join`'s: failed with `tripped`'s error once every listener has been stopped. */
   const shutdown = yield* Deferred.make<never, ListenerShutdown>()
   const createdAt = yield* Clock.currentTimeMillis
   const prepared = new Map<string, Prepared>()
+  /** The status of listeners whose preparation threw at their last start (see `startAll`). */
+  const unprepared = new Map<string, Entry>()
   /**
    * The listener fibers alive (running, backing off, or still releasing after a stop), by name:
    * a plain map rather than a `FiberMap`, whose `run` rebuilds a runtime per fork.
@@ -211,10 +216,12 @@ const make = Effect.gen(function*() {
     if (known !== undefined) return known
     const section = node.extensions[listener.name]
     const config = section ?? {}
-    // What the listener captured at registration underneath, the manager's services on top (the
-    // run's own `Scope` goes on top of all at each run): what the registry's self-contained `run`
-    // would merge at every run, merged once here.
-    const context = Context.merge(listener.context, parent.currentContext).pipe(
+    // The manager's fiber's services underneath, what the listener captured at registration over
+    // them (its requirements were resolved then: a service of the node's own with the same tag
+    // must not replace one), and what the manager gives on top (the run's own `Scope` goes on
+    // top of all at each run): what the registry's self-contained `run` would merge at every
+    // run, merged once here.
+    const context = Context.merge(parent.currentContext, listener.context).pipe(
       Context.add(ListenerContext, {
         name: listener.name,
         identity: node.identity,
@@ -256,6 +263,7 @@ const make = Effect.gen(function*() {
       counter.unsafeUpdate(0, made.labels)
     }
     prepared.set(listener.name, made)
+    unprepared.delete(listener.name)
     return made
   }
 
@@ -315,7 +323,7 @@ const make = Effect.gen(function*() {
             return
           case "shutdown":
             yield* Deferred.fail(
-              shutdown,
+              tripped,
               new ListenerShutdown({ listener: p.listener.name, error: describe(cause), cause })
             )
             return
@@ -352,6 +360,25 @@ const make = Effect.gen(function*() {
     })
   }
 
+  /** What a listener whose preparation threw gets instead of a run (see `startAll`). */
+  const unpreparable = (listener: RegisteredListener, cause: Cause.Cause<never>): Effect.Effect<void> =>
+    Effect.flatMap(Effect.zip(Clock.currentTimeMillis, FiberRef.get(FiberRef.currentMetricLabels)), ([now, managerLabels]) => {
+      const error = describe(cause)
+      unprepared.set(listener.name, { state: "failed", restarts: 0, lastError: Option.some(error), since: now })
+      const labels = Arr.union([MetricLabel.make("listener", listener.name)], managerLabels)
+      metrics.starts.unsafeUpdate(1, labels)
+      metrics.failures.unsafeUpdate(1, labels)
+      return Effect.logError(`listener could not be prepared (policy ${listener.onFailure})`, cause).pipe(
+        Effect.zipRight(
+          listener.onFailure === "shutdown"
+            ? Deferred.fail(tripped, new ListenerShutdown({ listener: listener.name, error, cause }))
+            : Effect.void
+        ),
+        Effect.asVoid,
+        Effect.annotateLogs("listener", listener.name)
+      )
+    })
+
   /**
    * Forks every registered listener not already alive, in one synchronous loop on the manager's
    * fiber. Each fiber is forked with its first run's `Scope` already in its context: what
@@ -373,12 +400,14 @@ const make = Effect.gen(function*() {
             runtimeFlags: Runtime.defaultRuntime.runtimeFlags
           }))(supervise(p, scope))
         } catch (defect) {
-          // A node-side throw (e.g. in `forListener`) hits this listener only: its fiber dies.
+          // A node-side throw (e.g. in `forListener`) is a failure of this listener only, counted
+          // as a run that failed at once: it stays `failed` until the next start, which prepares
+          // it again, and under `shutdown` the node stops, as for any failure.
           fiber = Runtime.runFork(Runtime.make({
             context: parent.currentContext,
             fiberRefs: parent.getFiberRefs(),
             runtimeFlags: Runtime.defaultRuntime.runtimeFlags
-          }))(Effect.die(defect))
+          }))(unpreparable(listener, Cause.die(defect)))
         }
         track(listener.name, fiber)
       }
@@ -434,10 +463,12 @@ const make = Effect.gen(function*() {
     )
   )
 
-  // After a shutdown, stop following the status and stop every other listener.
+  // After a shutdown, stop following the status and stop every other listener; `join` fails
+  // only then, so a node that exits on it does not cut the others' finalizers short.
   yield* follow.pipe(
-    Effect.raceFirst(Deferred.await(shutdown)),
+    Effect.raceFirst(Deferred.await(tripped)),
     Effect.ensuring(stopAll),
+    Effect.catchAll((failure) => Deferred.fail(shutdown, failure)),
     Effect.ignore,
     Effect.forkScoped
   )
@@ -445,7 +476,7 @@ const make = Effect.gen(function*() {
   return ListenerManager.of({
     status: Effect.map(registry.all, (listeners) =>
       listeners.map(({ name }) => {
-        const entry = prepared.get(name)?.entry
+        const entry = prepared.get(name)?.entry ?? unprepared.get(name)
         return entry === undefined
           ? { name, state: "stopped", restarts: 0, lastError: Option.none(), since: createdAt }
           : { name, ...entry }

@@ -319,6 +319,68 @@ describe("ListenerManager", () => {
       expect([fatal.counts.runs, sibling.counts.runs]).toEqual([1, 1])
     }))
 
+  it.scoped("join fails only once every other listener has stopped, its finalizers run", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const fatal = Listener.make("fatal-late", Effect.fail(new Boom({ run: 1 })), { onFailure: "shutdown" })
+      let released = false
+      const slow = Listener.make(
+        "slow-release",
+        Effect.zipRight(
+          Effect.acquireRelease(Effect.void, () =>
+            Effect.zipRight(Deferred.await(gate), Effect.sync(() => {
+              released = true
+            }))),
+          Effect.never
+        )
+      )
+      const { control, manager } = yield* start(fatal, slow)
+      const joined = yield* Effect.fork(manager.join)
+      yield* control.set(active)
+      yield* settle
+      // The sibling is still releasing: join has not failed yet.
+      expect(joined.unsafePoll()).toBeNull()
+      expect(yield* manager.fibers).toBe(1)
+      yield* Deferred.succeed(gate, undefined)
+      const error = yield* Effect.flip(Fiber.join(joined))
+      expect(error.listener).toBe("fatal-late")
+      expect(released).toBe(true)
+      expect(yield* manager.fibers).toBe(0)
+    }))
+
+  it.scoped("a listener whose preparation throws at its start fails by its policy, with its status and counters", () =>
+    Effect.gen(function*() {
+      const { asked, recording } = askedStores("broken-store")
+      const broken = Listener.make("broken-store", Effect.never, { onFailure: "shutdown" })
+      const { control, manager } = yield* harness(ListenerRegistry.layer(broken), {}, recording)
+      const joined = yield* Effect.fork(manager.join)
+      yield* control.set(active)
+      const error = yield* Effect.flip(Fiber.join(joined))
+      expect(error).toMatchObject({ _tag: "ListenerShutdown", listener: "broken-store" })
+      expect(error.message).toContain("no store for broken-store")
+      const [status] = yield* manager.status
+      expect(status).toMatchObject({ name: "broken-store", state: "failed" })
+      expect(Option.getOrThrow(status!.lastError)).toContain("no store for broken-store")
+      expect(yield* counter(ListenerManager.metrics.failures, "broken-store")).toBe(1)
+      expect(yield* counter(ListenerManager.metrics.starts, "broken-store")).toBe(1)
+      expect(asked).toEqual(["broken-store", "broken-store"])
+    }))
+
+  it.scoped("a listener keeps the services it was registered with over the node's own of the same tag", () =>
+    Effect.gen(function*() {
+      class Greeting extends Context.Tag("test/GreetingTag")<Greeting, { readonly text: string }>() {}
+      let heard = ""
+      const greeter = Listener.make("captured-greeter", Effect.map(Greeting, (g) => { heard = g.text }))
+      const { control } = yield* harness(
+        ListenerRegistry.layer(greeter).pipe(Layer.provide(Layer.succeed(Greeting, { text: "captured" }))),
+        {},
+        Layer.merge(storage, Layer.succeed(Greeting, { text: "the node's" }))
+      )
+      yield* control.set(active)
+      yield* eventually("greeted", () => heard !== "")
+      expect(heard).toBe("captured")
+    }))
+
   it.scoped("a defect is a failure of that listener only", () =>
     Effect.gen(function*() {
       const thrower = counted("thrower", () =>
