@@ -242,7 +242,8 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
    */
   const queueHere = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Queue | undefined => {
     const queue = fiber.getFiberRef(currentQueue)
-    if (queue === undefined) return undefined
+    // An ended level has no queue: the store's calls then see the fiber outlived it (`onConnection`).
+    if (queue === undefined || queue.ended) return undefined
     const open = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
     return Option.isSome(open) && open.value === queue.owner ? queue : undefined
   }
@@ -361,7 +362,6 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
       Effect.withFiberRuntime((fiber) => {
         const queue = queueHere(fiber)
         if (queue === undefined) return insertOne(id, type, body, listener)
-        if (queue.ended) return Effect.fail(outlivedTransaction("broadcast"))
         queue.values.push(id, type, copyBody(queue, body), listener)
         return queue.values.length >= BATCH * 4 ? Effect.as(flush(queue), id) : Effect.succeed(id)
       }),
@@ -374,7 +374,6 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
             ids
           )
         }
-        if (queue.ended) return Effect.fail(outlivedTransaction("broadcast"))
         for (let i = 0; i < ids.length; i++) queue.values.push(ids[i], type, copyBody(queue, bodies[i]!), listener)
         return queue.values.length >= BATCH * 4 ? Effect.as(flush(queue), ids) : Effect.succeed(ids)
       }),

@@ -81,24 +81,18 @@ export class CheckpointOfAnotherSource extends Data.TaggedError("CheckpointOfAno
 export const claimSource = (
   kv: Kv,
   source: Source
-): Effect.Effect<void, EventStoreError | CorruptCheckpoint | CheckpointOfAnotherSource> =>
-  Effect.flatMap(kv.get(sourceKey), Option.match({
+): Effect.Effect<void, EventStoreError | CorruptCheckpoint | CheckpointOfAnotherSource> => {
+  const configured = { chainId: source.chainId, contract: source.contract.toLowerCase() }
+  return Effect.flatMap(kv.get(sourceKey), Option.match({
     onNone: (): Effect.Effect<void, EventStoreError | CorruptCheckpoint | CheckpointOfAnotherSource> =>
-      kv.set(
-        sourceKey,
-        new TextEncoder().encode(JSON.stringify({ chainId: String(source.chainId), contract: source.contract.toLowerCase() }))
-      ),
+      kv.set(sourceKey, Schema.encodeSync(SourceBytes)(configured)),
     onSome: (bytes) =>
       Effect.flatMap(decodeWith(SourceBytes, sourceKey)(bytes), (stored) =>
-        stored.chainId === source.chainId && stored.contract.toLowerCase() === source.contract.toLowerCase()
+        stored.chainId === configured.chainId && stored.contract.toLowerCase() === configured.contract
           ? Effect.void
-          : Effect.fail(
-            new CheckpointOfAnotherSource({
-              stored,
-              configured: { chainId: source.chainId, contract: source.contract.toLowerCase() }
-            })
-          ))
+          : Effect.fail(new CheckpointOfAnotherSource({ stored, configured })))
   }))
+}
 
 /** A stored checkpoint that cannot be read: the listener will not guess where to resume. */
 export class CorruptCheckpoint extends Data.TaggedError("CorruptCheckpoint")<{

@@ -133,11 +133,11 @@ const rpcProviders = (raw: string | undefined): Check<ReadonlyArray<Redacted.Red
 const contractAddress = (raw: string | undefined): Check<Address> => {
   if (raw === undefined) return bad(undefined, "is required: the deposit contract's 20-byte hex address")
   const s = raw.trim()
-  if (/^\d+$/.test(s) && BigInt(s) < 2n ** 160n) {
-    // What a TOML file's unquoted `0x…` becomes: a hex integer, read back as its decimal digits.
-    return bad(s, `is a number, not a hex address: in a TOML file, quote it (contract_address = "0x${
-      BigInt(s).toString(16).padStart(40, "0")
-    }")`)
+  // What a TOML file's unquoted `0x…` becomes: a hex integer, read back as its decimal digits.
+  const number = /^\d+$/.test(s) ? BigInt(s) : undefined
+  if (number !== undefined && number < 2n ** 160n) {
+    const hex = number.toString(16).padStart(40, "0")
+    return bad(s, `is a number, not a hex address: in a TOML file, quote it (contract_address = "0x${hex}")`)
   }
   if (!isAddress(s, { strict: false })) {
     return bad(s, "is not a 20-byte hex address (0x followed by 40 hex digits)")

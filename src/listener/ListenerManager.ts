@@ -174,6 +174,10 @@ interface Prepared {
   readonly managerLabels: ReadonlyArray<MetricLabel.MetricLabel>
 }
 
+/** The labels of a listener's counters: `listener=<name>` plus the manager's. */
+const labelsOf = (name: string, managerLabels: ReadonlyArray<MetricLabel.MetricLabel>) =>
+  Arr.union([MetricLabel.make("listener", name)], managerLabels)
+
 /** How one run ended, and how long it lasted. */
 interface Ran {
   readonly exit: Exit.Exit<void, unknown>
@@ -256,7 +260,7 @@ const make = Effect.gen(function*() {
       body: listener.body as Effect.Effect<void, unknown, Given | Scope.Scope>,
       entry: { state: "stopped", restarts: 0, lastError: Option.none(), since: createdAt },
       clock: Context.get(services, Clock.Clock),
-      labels: Arr.union([MetricLabel.make("listener", listener.name)], managerLabels),
+      labels: labelsOf(listener.name, managerLabels),
       managerLabels
     }
     for (const counter of [metrics.starts, metrics.stops, metrics.failures, metrics.restarts]) {
@@ -365,7 +369,7 @@ const make = Effect.gen(function*() {
     Effect.flatMap(Effect.zip(Clock.currentTimeMillis, FiberRef.get(FiberRef.currentMetricLabels)), ([now, managerLabels]) => {
       const error = describe(cause)
       unprepared.set(listener.name, { state: "failed", restarts: 0, lastError: Option.some(error), since: now })
-      const labels = Arr.union([MetricLabel.make("listener", listener.name)], managerLabels)
+      const labels = labelsOf(listener.name, managerLabels)
       metrics.starts.unsafeUpdate(1, labels)
       metrics.failures.unsafeUpdate(1, labels)
       return Effect.logError(`listener could not be prepared (policy ${listener.onFailure})`, cause).pipe(
@@ -433,7 +437,7 @@ const make = Effect.gen(function*() {
   // first validator flip, which is the one a node waits on (the manager benchmark's first flip of
   // 1,000 listeners: 204 and 286 ms before, 138 and 157 ms after; the start-up about 105 ms
   // longer). A listener whose preparation throws is left to its start, which prepares it again
-  // and dies with the throw there (see `startAll`).
+  // and, if it throws again, fails it by its policy (see `startAll`).
   yield* Effect.flatMap(registry.all, (listeners) =>
     Effect.withFiberRuntime<void>((parent) => {
       for (const listener of listeners) {

@@ -47,6 +47,21 @@ const apply = (events: ReadonlyArray<Event>) => {
   return { logs, checkpoint }
 }
 
+/** `chain`'s client, which runs `change` on the chain once, as the logs from `fromBlock` are first asked for. */
+const changedWhenAsked = (chain: FakeChain, fromBlock: bigint, change: () => void) => {
+  let changed = false
+  return chain.layerWith({
+    getLogs: (p) =>
+      Effect.suspend(() => {
+        if (p.fromBlock === fromBlock && !changed) {
+          changed = true
+          change()
+        }
+        return chain.client.getLogs(p)
+      })
+  })
+}
+
 const logsUpTo = (chain: FakeChain, height: bigint) => chain.allLogs().filter((l) => l.blockNumber <= height)
 
 /** Checks `events` are batches only, holding exactly `chain`'s logs up to `height`; returns those logs. */
@@ -183,18 +198,10 @@ describe("LogFollower", () => {
   it.effect("after a reorg to a shorter chain, a block is emitted only once it has its confirmations on that chain", () =>
     Effect.gen(function*() {
       const chain = new FakeChain(31) // head 30, 5 confirmations: 0..25
-      let shrunk = false
-      const layer = chain.layerWith({
-        getLogs: (p) =>
-          Effect.suspend(() => {
-            if (p.fromBlock === 26n && !shrunk) {
-              shrunk = true
-              // A 5-deep reorg (within the depth) to a shorter chain: 27..31 become 27'..29'; 26 stays.
-              chain.reorg(5)
-              chain.blocks.splice(30)
-            }
-            return chain.client.getLogs(p)
-          })
+      const layer = changedWhenAsked(chain, 26n, () => {
+        // A 5-deep reorg (within the depth) to a shorter chain: 27..31 become 27'..29'; 26 stays.
+        chain.reorg(5)
+        chain.blocks.splice(30)
       })
       const seen = yield* Ref.make<ReadonlyArray<readonly [Event, bigint]>>([])
       yield* LogFollower.follow({
@@ -417,17 +424,7 @@ describe("LogFollower", () => {
       const orphaned = chain.blocks[21]!.logs[0]!
       // The second range's logs are asked for after a reorg that replaced its end (block 21), whose
       // block check came with the first range's post check, before the reorg.
-      let reorged = false
-      const scripted = chain.layerWith({
-        getLogs: (p) =>
-          Effect.suspend(() => {
-            if (p.fromBlock === 10n && !reorged) {
-              reorged = true
-              chain.reorg(15) // blocks 16..30: block 9, the first checkpoint, stays
-            }
-            return chain.client.getLogs(p)
-          })
-      })
+      const scripted = changedWhenAsked(chain, 10n, () => chain.reorg(15)) // blocks 16..30: block 9, the first checkpoint, stays
       const f = yield* start(scripted, { range: { initial: 10 } })
       yield* TestClock.adjust("5 seconds")
       const logs = expectBatchesUpTo(yield* f.events, chain, 25n)

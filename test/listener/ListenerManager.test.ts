@@ -366,21 +366,6 @@ describe("ListenerManager", () => {
       expect(asked).toEqual(["broken-store", "broken-store"])
     }))
 
-  it.scoped("a listener keeps the services it was registered with over the node's own of the same tag", () =>
-    Effect.gen(function*() {
-      class Greeting extends Context.Tag("test/GreetingTag")<Greeting, { readonly text: string }>() {}
-      let heard = ""
-      const greeter = Listener.make("captured-greeter", Effect.map(Greeting, (g) => { heard = g.text }))
-      const { control } = yield* harness(
-        ListenerRegistry.layer(greeter).pipe(Layer.provide(Layer.succeed(Greeting, { text: "captured" }))),
-        {},
-        Layer.merge(storage, Layer.succeed(Greeting, { text: "the node's" }))
-      )
-      yield* control.set(active)
-      yield* eventually("greeted", () => heard !== "")
-      expect(heard).toBe("captured")
-    }))
-
   it.scoped("a defect is a failure of that listener only", () =>
     Effect.gen(function*() {
       const thrower = counted("thrower", () =>
@@ -539,15 +524,19 @@ describe("ListenerManager", () => {
       expect(bad.counts.runs).toBe(0)
     }))
 
-  it.scoped("resolves requirements at registration: a listener needing a custom service gets it", () =>
+  it.scoped("resolves requirements at registration: a listener needing a custom service gets it, over the node's own", () =>
     Effect.gen(function*() {
       class Greeting extends Context.Tag("test/Greeting")<Greeting, { readonly text: string }>() {}
       let heard = ""
       const greeter = Listener.make("greeter", Effect.map(Greeting, (g) => { heard = g.text }))
       const { control } = yield* harness(
-        ListenerRegistry.layer(greeter).pipe(Layer.provide(Layer.succeed(Greeting, { text: "gm" })))
+        ListenerRegistry.layer(greeter).pipe(Layer.provide(Layer.succeed(Greeting, { text: "gm" }))),
+        {},
+        // The node holds a service of the same tag: the one captured at registration wins.
+        Layer.merge(storage, Layer.succeed(Greeting, { text: "the node's" }))
       )
       yield* control.set(active)
-      yield* eventually("greeted", () => heard === "gm")
+      yield* eventually("greeted", () => heard !== "")
+      expect(heard).toBe("gm")
     }))
 })
