@@ -1,14 +1,19 @@
 /**
  * The Ethereum RPC as domain operations with tagged errors, over viem. One or several URLs,
- * http(s) or ws(s), combined with viem's `fallback` (not ranked, so the first URL that answers
- * serves; viem itself never retries: `Retry.ts` does, with a `Schedule`). Responses are decoded
- * with `Schema`, so a malformed answer is a typed `RpcBadResponse`, never a crash.
+ * http(s) or ws(s), tried in order: a call goes to the first URL that answers it (as viem's
+ * `fallback`, not ranked, would send it; viem itself never retries: `Retry.ts` does, with a
+ * `Schedule`). Responses are decoded with `Schema`, so a malformed answer is a typed
+ * `RpcBadResponse`, never a crash.
  *
  * Calls that must agree with each other (a block, the logs up to it, the block again) run as one
- * unit on ONE node with `sameNode`: beside the fallback there is a client per URL, and a unit
- * moves as a whole to the next URL when any of its steps fails. Otherwise a node that is behind
- * could answer the logs of blocks it does not have (with none) while another node vouches for
- * the block.
+ * unit on ONE node with `sameNode`: there is a client per URL, and a unit moves as a whole to the
+ * next URL when any of its steps fails. Otherwise a node that is behind could answer the logs of
+ * blocks it does not have (with none) while another node vouches for the block.
+ *
+ * With several URLs, each is asked its chain id before its first use, and one that serves
+ * another chain than the first URL checked is never used (`ChainMismatch`, logged as an error):
+ * its logs would be taken for this chain's. A new-heads subscription still goes through viem's
+ * `fallback`; a head only bounds what is asked, and every range is checked on its own node.
  */
 import {
   Array as Arr,
@@ -43,6 +48,7 @@ import {
 import { watchBlockNumber } from "viem/actions"
 import {
   BlockTagUnsupported,
+  ChainMismatch,
   InvalidRpcConfig,
   type RpcBadRequest,
   RpcBadResponse,
@@ -382,7 +388,7 @@ export const make = (options: Options) => Effect.gen(function*() {
     options: { signal: AbortSignal }
   ) => Promise<unknown>
   const raw = client.request as unknown as Raw
-  // One client per URL, for `sameNode` (ws transports share the fallback's cached sockets).
+  // One client per URL: with several URLs every call goes to one known URL (ws transports share the fallback's cached sockets).
   const perNode: ReadonlyArray<Raw> = transports.length === 1
     ? [raw]
     : transports.map((t) => createPublicClient({ transport: t, cacheTime: 0 }).request as unknown as Raw)
@@ -402,22 +408,40 @@ export const make = (options: Options) => Effect.gen(function*() {
   )
 
   /**
-   * One JSON-RPC call: metered, errors mapped, result decoded with `schema` (after `fast`, when
-   * given, which returns what the schema would, or `undefined` to let the schema decide).
-   * Interrupting it aborts its HTTP request: a range a follower no longer wants stops loading the
-   * provider.
+   * `run` on the first URL where it succeeds, in order (what viem's `fallback` does, with the
+   * URL known): when every URL failed, it fails with the first range refusal (`RangeTooLarge`,
+   * so the caller shrinks the range) or else the last URL's error.
    */
-  const call = <A, I>(
+  const onFirstNode = <A, E, R>(run: (node: number) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+    const attempt = (node: number, refused: Option.Option<E>): Effect.Effect<A, E, R> =>
+      Effect.catchAll(run(node), (error) => {
+        const refusal = Option.orElse(refused, () => isRangeTooLarge(error) ? Option.some(error) : Option.none())
+        if (node + 1 >= perNode.length) return Effect.fail(Option.getOrElse(refusal, () => error))
+        return Effect.logDebug("RPC call failed on one URL; moving it to the next").pipe(
+          Effect.annotateLogs({ url: redactUrl(urls[node]!), error: error instanceof Error ? error.message : String(error) }),
+          Effect.zipRight(attempt(node + 1, refusal))
+        )
+      })
+    return attempt(0, Option.none())
+  }
+
+  /**
+   * One JSON-RPC call on `node` (or through the only URL): metered, errors mapped, result decoded
+   * with `schema` (after `fast`, when given, which returns what the schema would, or `undefined`
+   * to let the schema decide). Interrupting it aborts its HTTP request: a range a follower no
+   * longer wants stops loading the provider.
+   */
+  const callOn = <A, I>(
+    node: number | undefined,
     method: string,
     params: ReadonlyArray<unknown>,
     schema: Schema.Schema<A, I>,
     info: { readonly blocks?: number; readonly fast?: (json: unknown) => A | undefined } = {}
   ): Effect.Effect<A, RpcError> =>
-    Effect.flatMap(FiberRef.get(pinned), (node) =>
-      Effect.tryPromise({
-        try: (signal) => (node === undefined ? raw : perNode[node]!)({ method, params }, { signal }),
-        catch: (error) => fromViemError({ method, ...(info.blocks === undefined ? {} : { blocks: info.blocks }) }, error)
-      })).pipe(
+    Effect.tryPromise({
+      try: (signal) => (node === undefined ? raw : perNode[node]!)({ method, params }, { signal }),
+      catch: (error) => fromViemError({ method, ...(info.blocks === undefined ? {} : { blocks: info.blocks }) }, error)
+    }).pipe(
       Effect.flatMap((json): Effect.Effect<A, RpcBadResponse> => {
         const fast = info.fast?.(json)
         return fast !== undefined ? Effect.succeed(fast) : Schema.decodeUnknown(schema)(json).pipe(
@@ -429,6 +453,53 @@ export const make = (options: Options) => Effect.gen(function*() {
         onSuccess: () => count(method, "ok")
       })
     )
+
+  /**
+   * With several URLs, what each one's chain id check found: not asked yet (`undefined`), its
+   * chain id, or the `ChainMismatch` that keeps it out. The first chain id found is the client's;
+   * a URL serving another chain is misconfigured, and its answers would be taken for this chain's.
+   */
+  const chains = yield* Ref.make<ReadonlyArray<number | ChainMismatch | undefined>>(urls.map(() => undefined))
+
+  /** Succeeds once `node` is known to serve the client's chain (asks it the first time). */
+  const admitted = (node: number): Effect.Effect<void, RpcError> =>
+    Effect.flatMap(Ref.get(chains), (known) => {
+      const seen = known[node]
+      if (typeof seen === "number") return Effect.void
+      if (seen !== undefined) return Effect.fail(seen)
+      return callOn(node, "eth_chainId", [], SmallQuantity).pipe(
+        Effect.flatMap((id) =>
+          Ref.modify(chains, (now) => {
+            const expected = now.findIndex((c) => typeof c === "number")
+            const verdict = expected === -1 || now[expected] === Number(id) ? Number(id) : new ChainMismatch({
+              url: redactUrl(urls[node]!),
+              chainId: Number(id),
+              expectedUrl: redactUrl(urls[expected]!),
+              expected: now[expected] as number
+            })
+            return [verdict, now.map((c, i) => (i === node ? verdict : c))]
+          })
+        ),
+        Effect.flatMap((verdict) =>
+          typeof verdict === "number" ? Effect.void : Effect.zipRight(Effect.logError(verdict.message), Effect.fail(verdict))
+        )
+      )
+    })
+
+  /**
+   * One JSON-RPC call (see `callOn`): through the only URL; with several, on the URL `sameNode`
+   * pinned, else on the first URL that answers it; never on a URL before its chain id is checked.
+   */
+  const call = <A, I>(
+    method: string,
+    params: ReadonlyArray<unknown>,
+    schema: Schema.Schema<A, I>,
+    info: { readonly blocks?: number; readonly fast?: (json: unknown) => A | undefined } = {}
+  ): Effect.Effect<A, RpcError> => {
+    if (perNode.length === 1) return callOn(undefined, method, params, schema, info)
+    const on = (node: number) => Effect.zipRight(admitted(node), callOn(node, method, params, schema, info))
+    return Effect.flatMap(FiberRef.get(pinned), (node) => node === undefined ? onFirstNode(on) : on(node))
+  }
 
   const highest = yield* Ref.make(-1n)
   const headNumber = call("eth_blockNumber", [], Quantity).pipe(
@@ -503,21 +574,16 @@ export const make = (options: Options) => Effect.gen(function*() {
 
   const sameNode = <A, E, R>(unit: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
     if (perNode.length === 1) return unit
-    const attempt = (node: number, refused: Option.Option<E>): Effect.Effect<A, E, R> =>
-      Effect.locally(unit, pinned, node).pipe(
-        Effect.catchAll((error) => {
-          const refusal = Option.orElse(
-            refused,
-            () => isRangeTooLarge(error) ? Option.some(error) : Option.none()
-          )
-          if (node + 1 >= perNode.length) return Effect.fail(Option.getOrElse(refusal, () => error))
-          return Effect.logDebug("RPC unit failed on one URL; moving it to the next").pipe(
-            Effect.annotateLogs({ url: redactUrl(urls[node]!), error: error instanceof Error ? error.message : String(error) }),
-            Effect.zipRight(attempt(node + 1, refusal))
-          )
-        })
-      )
-    return Effect.flatMap(FiberRef.get(pinned), (node) => node === undefined ? attempt(0, Option.none()) : unit)
+    return Effect.flatMap(
+      FiberRef.get(pinned),
+      (node) => node === undefined ? onFirstNode((n) => Effect.locally(unit, pinned, n)) : unit
+    )
+  }
+
+  // Every URL's chain is checked now, in order, so a misconfigured one is reported at the start,
+  // not at the first outage of those before it (a URL down now is checked at its first use).
+  if (perNode.length > 1) {
+    yield* Effect.forkScoped(Effect.forEach(urls, (_, node) => Effect.ignore(admitted(node)), { discard: true }))
   }
 
   return EthereumClient.of({

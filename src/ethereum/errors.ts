@@ -139,6 +139,28 @@ export class BlockTagUnsupported extends Data.TaggedError("BlockTagUnsupported")
   }
 }
 
+/**
+ * Two of the client's URLs serve different chains: one of them is misconfigured. The URL was
+ * asked for its chain id before its first use and is never used (calls move to the next URL);
+ * a call fails with this when no other URL could serve it.
+ */
+export class ChainMismatch extends Data.TaggedError("ChainMismatch")<{
+  /** The URL refused (redacted). */
+  readonly url: string
+  readonly chainId: number
+  /** The URL whose chain the client serves (redacted), and that chain. */
+  readonly expectedUrl: string
+  readonly expected: number
+}> {
+  get healable(): false {
+    return false
+  }
+  override get message() {
+    return `${this.url} serves chain ${this.chainId}, but ${this.expectedUrl} serves chain ${this.expected}: ` +
+      `every RPC URL must serve the same chain; fix or remove the wrong one (until then it is not used)`
+  }
+}
+
 /** Every error an `EthereumClient` operation may fail with. */
 export type RpcError =
   | RpcTimeout
@@ -149,6 +171,7 @@ export type RpcError =
   | RpcBadResponse
   | RpcGarbled
   | BlockTagUnsupported
+  | ChainMismatch
 
 /**
  * What a provider's refusal of an `eth_getLogs` range suggests for the next request:

@@ -3,7 +3,7 @@
  * it decodes, how it maps provider failures, and that a lagging URL never moves the head back.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Config, ConfigProvider, Duration, Effect, Either, Exit, Fiber, Layer, Metric, Option, Schema, Stream } from "effect"
+import { Chunk, Config, ConfigProvider, Duration, Effect, Either, Exit, Fiber, Layer, Logger, Metric, Option, Schema, Stream } from "effect"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { parseAbiItem, toEventSelector } from "viem"
@@ -57,6 +57,26 @@ const server = (script: (req: Request) => Reply) =>
     (s) => Effect.sync(() => s.close())
   )
 
+/** `script` on a node of chain 1: answers `eth_chainId`, which a client of several URLs asks each first. */
+const onChain = (script: (req: Request) => Reply) => (req: Request): Reply =>
+  req.method === "eth_chainId" ? { result: "0x1" } : script(req)
+
+/** The methods `s` was asked, but for the chain id check. */
+const asked = (s: { readonly requests: ReadonlyArray<Request> }) =>
+  s.requests.map((r) => r.method).filter((m) => m !== "eth_chainId")
+
+/** A logger layer keeping the messages logged at error level. */
+const errorLogs = () => {
+  const logged: Array<string> = []
+  const capture = Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ logLevel, message }) => {
+      if (logLevel._tag === "Error") logged.push(String(message))
+    })
+  )
+  return { capture, logged }
+}
+
 const clientFor = (...urls: Array<string>) =>
   Effect.provide(EthereumClient, EthereumClient.layer({ urls, timeout: Duration.seconds(2) }))
 
@@ -88,13 +108,13 @@ describe("EthereumClient (viem, scripted servers)", () => {
   it.scoped("a lagging URL behind the fallback never moves the head back", () =>
     Effect.gen(function*() {
       let aUp = true
-      const a = yield* server(() => (aUp ? { result: "0x14" } : { status: 503, raw: "down" }))
-      const b = yield* server(() => ({ result: "0x5" }))
+      const a = yield* server(onChain(() => (aUp ? { result: "0x14" } : { status: 503, raw: "down" })))
+      const b = yield* server(onChain(() => ({ result: "0x5" })))
       const client = yield* clientFor(a.url, b.url)
       expect(yield* client.headNumber).toBe(20n)
       aUp = false
       expect(yield* client.headNumber).toBe(20n)
-      expect(b.requests.map((r) => r.method)).toEqual(["eth_blockNumber"]) // b did answer 5
+      expect(asked(b)).toEqual(["eth_blockNumber"]) // b did answer 5
     }))
 
   it.scoped("blocks by number and tag; none when missing or nothing finalized yet; unsupported tag fails", () =>
@@ -309,17 +329,17 @@ describe("EthereumClient (viem, scripted servers)", () => {
 
   it.scoped("sameNode runs a unit on one URL and moves the whole unit to the next when a step fails", () =>
     Effect.gen(function*() {
-      const a = yield* server((req) => req.method === "eth_getLogs" ? { status: 503, raw: "down" } : { result: block(20) })
-      const b = yield* server((req) => req.method === "eth_getLogs" ? { result: [] } : { result: block(20) })
+      const a = yield* server(onChain((req) => req.method === "eth_getLogs" ? { status: 503, raw: "down" } : { result: block(20) }))
+      const b = yield* server(onChain((req) => req.method === "eth_getLogs" ? { result: [] } : { result: block(20) }))
       const client = yield* clientFor(a.url, b.url)
       const unit = Effect.all([client.block(20n), client.getLogs({ fromBlock: 10n, toBlock: 20n }), client.block(20n)])
       yield* client.sameNode(unit)
-      expect(a.requests.map((r) => r.method)).toEqual(["eth_getBlockByNumber", "eth_getLogs"])
-      expect(b.requests.map((r) => r.method)).toEqual(["eth_getBlockByNumber", "eth_getLogs", "eth_getBlockByNumber"])
+      expect(asked(a)).toEqual(["eth_getBlockByNumber", "eth_getLogs"])
+      expect(asked(b)).toEqual(["eth_getBlockByNumber", "eth_getLogs", "eth_getBlockByNumber"])
       // Nested: stays on the pinned node.
       b.requests.length = 0
       yield* client.sameNode(client.sameNode(unit))
-      expect(b.requests.map((r) => r.method)).toEqual(["eth_getBlockByNumber", "eth_getLogs", "eth_getBlockByNumber"])
+      expect(asked(b)).toEqual(["eth_getBlockByNumber", "eth_getLogs", "eth_getBlockByNumber"])
       // Calls run at once inside the unit (forked fibers) inherit its pin.
       a.requests.length = 0
       b.requests.length = 0
@@ -327,21 +347,69 @@ describe("EthereumClient (viem, scripted servers)", () => {
         client.getLogs({ fromBlock: 10n, toBlock: 20n }),
         Effect.all([client.block(20n), client.block(19n)], { concurrency: 2 })
       ))
-      expect(a.requests.map((r) => r.method)).toEqual(["eth_getLogs"])
-      expect(b.requests.map((r) => r.method).sort()).toEqual(["eth_getBlockByNumber", "eth_getBlockByNumber", "eth_getLogs"])
+      expect(asked(a)).toEqual(["eth_getLogs"])
+      expect(asked(b).sort()).toEqual(["eth_getBlockByNumber", "eth_getBlockByNumber", "eth_getLogs"])
     }))
 
   it.scoped("sameNode: when every URL fails, a range refusal wins over a later URL's outage", () =>
     Effect.gen(function*() {
-      const a = yield* server(() => ({ error: { code: -32005, message: "query returned more than 10000 results" } }))
+      const a = yield* server(onChain(() => ({ error: { code: -32005, message: "query returned more than 10000 results" } })))
       const b = yield* server(() => ({ status: 503, raw: "down" }))
       const client = yield* clientFor(a.url, b.url)
       const e = yield* Effect.flip(client.sameNode(client.getLogs({ fromBlock: 0n, toBlock: 99n })))
       expect(e).toMatchObject({ _tag: "RangeTooLarge", requested: 100 })
-      expect(b.requests.map((r) => r.method)).toEqual(["eth_getLogs"])
-      const down = yield* Effect.flip(client.sameNode(client.chainId))
+      // b's outage showed at its chain id check: it was never asked for the logs.
+      expect(b.requests.map((r) => r.method)).toContain("eth_chainId")
+      expect(asked(b)).toEqual([])
+      const down = yield* Effect.flip(client.sameNode(client.headNumber))
       expect(down._tag).toBe("RpcUnavailable") // the last URL's error
     }))
+
+  it.scoped("a URL serving another chain is never used: each URL's chain id is checked first, and a mismatch is a typed error, logged", () => {
+    const { capture, logged } = errorLogs()
+    return Effect.gen(function*() {
+      // a (chain 1) cannot serve logs; b serves chain 5 (a misconfigured URL); c serves chain 1.
+      const a = yield* server(onChain((req) => req.method === "eth_getLogs" ? { status: 503, raw: "down" } : { result: block(20) }))
+      const b = yield* server((req) => req.method === "eth_chainId" ? { result: "0x5" } : { result: [log(12)] })
+      const c = yield* server(onChain((req) => req.method === "eth_getLogs" ? { result: [log(10)] } : { result: block(20) }))
+      const layerOf = (...urls: Array<string>) => EthereumClient.layer({ urls, timeout: Duration.seconds(2) })
+      const range = { fromBlock: 10n, toBlock: 20n }
+
+      const three = yield* Effect.provide(EthereumClient, layerOf(a.url, b.url, c.url))
+      expect((yield* three.getLogs(range)).map((l) => l.blockNumber)).toEqual([10n])
+      expect((yield* three.sameNode(three.getLogs(range))).map((l) => l.blockNumber)).toEqual([10n])
+      expect(asked(b)).toEqual([]) // asked its chain id only, never for logs
+      expect(logged.some((m) => m.includes("serves chain 5") && m.includes("serves chain 1"))).toBe(true)
+      expect(logged.join("\n")).not.toContain("SECRET")
+
+      // With no other URL to serve it, the call fails with the mismatch: typed, not healable, both URLs named (redacted).
+      const two = yield* Effect.provide(EthereumClient, layerOf(a.url, b.url))
+      const e = yield* Effect.flip(two.getLogs(range))
+      expect(e._tag).toBe("ChainMismatch")
+      if (e._tag !== "ChainMismatch") return
+      expect([e.chainId, e.expected, isHealable(e)]).toEqual([5, 1, false])
+      expect(e.message).toMatch(/^http:\/\/127\.0\.0\.1:\d+\S* serves chain 5, but http:\/\/127\.0\.0\.1:\d+\S* serves chain 1: every RPC URL must serve the same chain/)
+      expect(e.message).not.toContain("SECRET")
+      expect(asked(b)).toEqual([])
+      // The verdict is kept: b is not asked again.
+      const before = b.requests.length
+      yield* Effect.flip(two.sameNode(two.getLogs(range)))
+      expect(b.requests.length).toBe(before)
+    }).pipe(Effect.provide(capture))
+  })
+
+  it.scopedLive("each URL's chain id is checked at the start, so a misconfigured URL is reported before any call needs it", () => {
+    const { capture, logged } = errorLogs()
+    return Effect.gen(function*() {
+      const a = yield* server(onChain(() => ({ result: "0x14" })))
+      const b = yield* server((req) => req.method === "eth_chainId" ? { result: "0x5" } : { result: "0x14" })
+      yield* Layer.build(EthereumClient.layer({ urls: [a.url, b.url], timeout: Duration.seconds(2) }))
+      for (let i = 0; i < 400 && logged.length === 0; i++) yield* Effect.sleep("5 millis")
+      expect(logged).toHaveLength(1)
+      expect(logged[0]).toMatch(/serves chain 5, but .* serves chain 1/)
+      expect([a.requests.map((r) => r.method), b.requests.map((r) => r.method)]).toEqual([["eth_chainId"], ["eth_chainId"]])
+    }).pipe(Effect.provide(capture))
+  })
 
   it.live("a stale fallback node never answers the logs of blocks it does not have: the batch is complete", () =>
     Effect.scoped(Effect.gen(function*() {
@@ -353,7 +421,7 @@ describe("EthereumClient (viem, scripted servers)", () => {
       }
       // The first URL is at block 20 and fails its first eth_getLogs; the second one is stale at 5.
       let failed = false
-      const fresh = yield* server((req) => {
+      const fresh = yield* server(onChain((req) => {
         if (req.method === "eth_blockNumber") return { result: "0x14" }
         if (req.method === "eth_getBlockByNumber") {
           const n = Number(req.params[0] as string)
@@ -367,8 +435,8 @@ describe("EthereumClient (viem, scripted servers)", () => {
           return { result: logsOf(req) }
         }
         return { error: { code: -32601, message: "method not found" } }
-      })
-      const stale = yield* server((req) => {
+      }))
+      const stale = yield* server(onChain((req) => {
         if (req.method === "eth_blockNumber") return { result: "0x5" }
         if (req.method === "eth_getBlockByNumber") {
           const n = Number(req.params[0] as string)
@@ -376,7 +444,7 @@ describe("EthereumClient (viem, scripted servers)", () => {
         }
         if (req.method === "eth_getLogs") return { result: [] } // what a node behind answers
         return { error: { code: -32601, message: "method not found" } }
-      })
+      }))
       const layer = EthereumClient.layer({ urls: [fresh.url, stale.url], timeout: Duration.seconds(2) })
       const events = yield* LogFollower.follow({
         filter: { address },
@@ -391,15 +459,15 @@ describe("EthereumClient (viem, scripted servers)", () => {
       expect(batch.logs.map((l) => l.blockNumber)).toEqual(Array.from({ length: 11 }, (_, i) => BigInt(10 + i)))
       expect(failed).toBe(true)
       // The stale node was asked for block 20 (and had none), never for its logs.
-      expect(stale.requests.map((r) => r.method)).toContain("eth_getBlockByNumber")
-      expect(stale.requests.map((r) => r.method)).not.toContain("eth_getLogs")
+      expect(asked(stale)).toContain("eth_getBlockByNumber")
+      expect(asked(stale)).not.toContain("eth_getLogs")
     })))
 
   it.live("a range started ahead is a unit of its own: it moves to the next URL when its node fails, whatever node the range before it is on", () =>
     Effect.scoped(Effect.gen(function*() {
       // Both nodes are at block 20; the first one fails every eth_getLogs from block 15 on.
       const node = (refuseFrom: number) =>
-        server((req) => {
+        server(onChain((req) => {
           if (req.method === "eth_blockNumber") return { result: "0x14" }
           if (req.method === "eth_getBlockByNumber") {
             const n = Number(req.params[0] as string)
@@ -413,7 +481,7 @@ describe("EthereumClient (viem, scripted servers)", () => {
             return { result: out }
           }
           return { error: { code: -32601, message: "method not found" } }
-        })
+        }))
       const first = yield* node(15)
       const second = yield* node(Infinity)
       const layer = EthereumClient.layer({ urls: [first.url, second.url], timeout: Duration.seconds(2) })
