@@ -93,7 +93,28 @@ export const defaults = {
   expirationPeriod: 14_400n
 } as const
 
-/** Defines a resolution type; omitted thresholds and period take Kwil's defaults. */
+/**
+ * The longest expiration period: a resolution's expiry height (`height + period`) is stored as a
+ * SQLite integer, and stays within its 64 bits for every height below 2^62.
+ */
+export const maxExpirationPeriod = 1n << 62n
+
+/** Why `threshold` cannot be used (as `fraction` refuses), or `undefined`. */
+const thresholdProblem = (threshold: Fraction): string | undefined => {
+  const { denominator: d, numerator: n } = threshold
+  if (typeof n !== "bigint" || typeof d !== "bigint") return "its numerator and denominator must be bigints"
+  if (d <= 0n) return `${n}/${d}: the denominator must be positive`
+  if (n < 0n) return `${n}/${d}: the numerator must not be negative`
+  if (n > d) return `${n}/${d}: a threshold cannot exceed 1`
+  return undefined
+}
+
+/**
+ * Defines a resolution type; omitted thresholds and period take Kwil's defaults. Throws
+ * `InvalidResolution` for a threshold that is not a fraction of at most 1 (one built by hand,
+ * not by `fraction`) or a period that is not a whole number of blocks from 1 to
+ * `maxExpirationPeriod`: every node would otherwise fail (or confirm wrongly) at its first block.
+ */
 export const make = <A, E>(options: {
   readonly type: EventType<A, any>
   readonly confirmationThreshold?: Fraction
@@ -102,14 +123,25 @@ export const make = <A, E>(options: {
   readonly resolve: (payload: A, context: ResolveContext) => Effect.Effect<void, E, SqlClient.SqlClient>
   readonly resolveAll?: (items: ReadonlyArray<Resolving<A>>) => Effect.Effect<void, E, SqlClient.SqlClient>
 }): Resolution<A, E> => {
-  const expirationPeriod = BigInt(options.expirationPeriod ?? defaults.expirationPeriod)
-  if (expirationPeriod <= 0n) {
-    throw new InvalidResolution({ type: options.type.name, reason: `expiration period ${expirationPeriod} must be positive` })
+  const invalid = (reason: string) => new InvalidResolution({ type: options.type.name, reason })
+  const period = options.expirationPeriod ?? defaults.expirationPeriod
+  if (typeof period === "number" && !Number.isSafeInteger(period)) {
+    throw invalid(`expiration period ${period} must be a whole number of blocks`)
+  }
+  const expirationPeriod = BigInt(period)
+  if (expirationPeriod <= 0n || expirationPeriod > maxExpirationPeriod) {
+    throw invalid(`expiration period ${expirationPeriod} must be from 1 to ${maxExpirationPeriod} blocks`)
+  }
+  const confirmationThreshold = options.confirmationThreshold ?? defaults.confirmationThreshold
+  const refundThreshold = options.refundThreshold ?? defaults.refundThreshold
+  for (const [name, threshold] of [["confirmation", confirmationThreshold], ["refund", refundThreshold]] as const) {
+    const problem = thresholdProblem(threshold)
+    if (problem !== undefined) throw invalid(`${name} threshold ${problem} (build it with \`fraction\`)`)
   }
   return {
     type: options.type,
-    confirmationThreshold: options.confirmationThreshold ?? defaults.confirmationThreshold,
-    refundThreshold: options.refundThreshold ?? defaults.refundThreshold,
+    confirmationThreshold,
+    refundThreshold,
     expirationPeriod,
     resolve: options.resolve,
     ...(options.resolveAll === undefined ? {} : { resolveAll: options.resolveAll })
