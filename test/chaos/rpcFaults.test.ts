@@ -234,6 +234,8 @@ const catchUp = (urls: ReadonlyArray<string>, within: `${number} seconds`, manag
         { fiber, within }
       )
     }
+    // The count follows the commit the database shows: wait for it before stopping the listener.
+    yield* Chaos.eventually(broadcastCount, (n) => n - broadcastBefore >= want.length, { within: "10 seconds" })
     yield* Scope.close(scope, Exit.void)
     const got = yield* Chaos.stored(db)
     expect(got.deposits.length).toBe(want.length)
