@@ -122,10 +122,18 @@ export const run = (settings: ListenSettings) => {
       Checkpoints.readCheckpoint(store.kv),
       Option.match({ onNone: () => floor, onSome: (c) => (c.height > floor ? c.height : floor) })
     )
-    const from = yield* reached
-    const target = yield* confirmedHead(config).pipe(
-      Effect.provide(EthereumClient.layer({ urls: config.rpcProviders }))
+    const { chainId, target } = yield* Effect.all({
+      chainId: Effect.flatMap(EthereumClient, (client) => client.chainId).pipe(
+        Retry.healable({ maxRetries: config.maxRetries })
+      ),
+      target: confirmedHead(config)
+    }).pipe(Effect.provide(EthereumClient.layer({ urls: config.rpcProviders })))
+    // The stored checkpoint must be this chain's and contract's before `--once` may call it caught
+    // up: the listener checks the same as it starts, but the loop below could end before it did.
+    yield* store.transaction(
+      Checkpoints.claimSource(store.kv, { chainId: BigInt(chainId), contract: config.contractAddress })
     )
+    const from = yield* reached
     yield* Effect.logInfo(`listening for deposits to ${config.contractAddress}`).pipe(
       Effect.annotateLogs({ db: settings.db, from: String(from + 1n), confirmedHead: String(target) })
     )

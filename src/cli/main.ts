@@ -5,7 +5,8 @@
  * Exit codes: 0 success (and Ctrl-C: the command stops cleanly, finalizers run); 2 bad input (an
  * unknown flag, a bad value, a missing or unreadable file, bad TOML), reported as ONE line on
  * stderr naming what and why; 1 any other failure, with its reason. Logs go to stderr, so stdout
- * carries only the command's output (`--json` stays machine-readable).
+ * carries only the command's output (`--json` stays machine-readable), all of it before the
+ * process exits. A closed stdout or stderr (`| head`) stops the command as Ctrl-C does.
  */
 import { Command, HelpDoc, ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
@@ -83,8 +84,48 @@ export const main = (argv: ReadonlyArray<string>) =>
 const quietConsoleErrors = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.flatMap(Effect.console, (console) => Console.withConsole(effect, { ...console, error: () => Effect.void }))
 
+/**
+ * Exits with `code` once stdout and stderr have passed on what was written to them: a pipe is
+ * written asynchronously, and `process.exit` at once would drop the rest (a `--json` report cut
+ * off, with exit 0). A stream that does not drain (its reader stopped reading) is given up on
+ * after 5 s, and the process does not wait for a lingering socket either.
+ */
+const exitOnceFlushed = (code: number) => {
+  process.exitCode = code
+  let pending = 2
+  const flushed = () => {
+    if (--pending === 0) process.exit(code)
+  }
+  for (const stream of [process.stdout, process.stderr]) {
+    if (stream.writableLength === 0 || stream.destroyed) flushed()
+    else stream.write("", flushed)
+  }
+  setTimeout(() => process.exit(code), 5_000).unref()
+}
+
+/**
+ * A reader that goes away (`| head`) closes the pipe, and the next write fails with EPIPE, which
+ * Node throws as an uncaught error: the process died with a stack trace and skipped its
+ * finalizers (anvil left running, temp files left). The command stops as on Ctrl-C instead.
+ */
+const stopWhenOutputCloses = (ended: () => boolean) => {
+  let stopping = false
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code !== "EPIPE" && error.code !== "ERR_STREAM_DESTROYED") throw error
+      // Once the program ended, `exitOnceFlushed` is exiting already.
+      if (!stopping && !ended()) {
+        stopping = true
+        process.kill(process.pid, "SIGINT")
+      }
+    })
+  }
+}
+
 if (process.argv[1] !== undefined && /(?:main\.ts|kwil-listeners(?:\.js)?)$/.test(process.argv[1])) {
   let code: number = exitCodes.failure
+  let ended = false
+  stopWhenOutputCloses(() => ended)
   NodeRuntime.runMain(Effect.map(main(process.argv), (c) => {
     code = c
   }), {
@@ -92,7 +133,8 @@ if (process.argv[1] !== undefined && /(?:main\.ts|kwil-listeners(?:\.js)?)$/.tes
     disablePrettyLogger: true,
     // Exit with the code even on success: a lingering socket must not keep a finished command alive.
     teardown: (exit) => {
-      process.exit(Exit.isSuccess(exit) ? code : Cause.isInterruptedOnly(exit.cause) ? exitCodes.ok : exitCodes.failure)
+      ended = true
+      exitOnceFlushed(Exit.isSuccess(exit) ? code : Cause.isInterruptedOnly(exit.cause) ? exitCodes.ok : exitCodes.failure)
     }
   })
 }

@@ -3,14 +3,19 @@
  * finalizer if a test ends first), against a real anvil with the test escrow for `listen` and
  * `inspect`, and without a chain for the bad-input cases (exit 2, one line naming the problem).
  */
+import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Schedule } from "effect"
+import { Duration, Effect, Layer, Schedule } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import type { Log } from "viem"
+import * as Node from "../../layers/Node.js"
+import * as Anvil from "../../src/devnet/Anvil.js"
+import * as EventId from "../../src/events/EventId.js"
 import * as Contracts from "../../src/extensions/contracts/index.js"
+import { CreditAccount } from "../../src/extensions/creditAccount.js"
 import * as EscrowChain from "../support/EscrowChain.js"
 
 const root = resolve(import.meta.dirname, "../..")
@@ -144,6 +149,14 @@ describe("kwil-listeners listen and inspect on anvil", () => {
       expect(second.code).toBe(0)
       expect(second.stdout).toBe("")
 
+      // The same database over another chain: refused, not "caught up" (its checkpoint is past that chain's head).
+      const other = yield* Anvil.make({ chainId: 5 })
+      const foreign = yield* cli(["listen", "--once", ...flags.map((f) => (f === chain.anvil.httpUrl ? other.httpUrl : f))])
+      expect(foreign.code).toBe(1)
+      expect(foreign.stderr).toContain(`stored checkpoint is of chain ${chain.anvil.chainId}`)
+      expect(foreign.stderr).toContain("but this run follows chain 5")
+      expect(foreign.stderr).not.toContain("caught up")
+
       const inspected = yield* cli(["inspect", "--db", db, "--json"])
       expect(inspected.code).toBe(0)
       const report = JSON.parse(inspected.stdout) as {
@@ -226,16 +239,71 @@ describe("kwil-listeners listen, following", () => {
     }), { timeout: 120_000 })
 })
 
+/** A node database holding `n` credit_account events, made with the node's own schema. */
+const databaseWithEvents = (file: string, n: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const sql = yield* Effect.provide(SqlClient.SqlClient, yield* Layer.build(Node.database(file)))
+    const bodies = yield* CreditAccount.encodeAll(Array.from({ length: n }, (_, i) => ({
+      chainId: 31337n,
+      account: `0x${(i + 1).toString(16).padStart(40, "0")}` as const,
+      amount: BigInt(i + 1),
+      txHash: `0x${(i + 1).toString(16).padStart(64, "0")}` as const,
+      logIndex: 0
+    })))
+    yield* sql.withTransaction(Effect.forEach(bodies, (body) =>
+      sql`INSERT INTO events (id, type, body, listener) VALUES (${EventId.make(CreditAccount.name, body)}, ${CreditAccount.name}, ${body}, 'eth_deposits')`, { discard: true }))
+  }))
+
+describe("kwil-listeners output through a pipe", () => {
+  it.scopedLive("a reader slower than the command still gets all of its output before it exits", () =>
+    Effect.gen(function*() {
+      const db = join(yield* tempDir, "big.db")
+      yield* databaseWithEvents(db, 20_000)
+      const child = yield* Effect.acquireRelease(
+        Effect.sync(() => spawn(process.execPath, [bin, "inspect", "--db", db, "--json"], { cwd: root, env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] })),
+        (c) => Effect.sync(() => c.exitCode === null && c.signalCode === null && c.kill("SIGKILL"))
+      )
+      // Nothing is read for a second: the command writes into a full pipe and ends meanwhile.
+      child.stdout.pause()
+      setTimeout(() => child.stdout.resume(), 1_000)
+      const run = yield* Effect.async<Run>((resume) => {
+        let stdout = ""
+        let stderr = ""
+        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()))
+        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
+        child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+      })
+      expect(run.code).toBe(0)
+      expect(run.stdout.length).toBeGreaterThan(1_000_000)
+      expect((JSON.parse(run.stdout) as { events: ReadonlyArray<unknown> }).events).toHaveLength(20_000)
+    }), { timeout: 120_000 })
+})
+
 describe("kwil-listeners devnet", () => {
+  /** `devnet --follow` once its deposit is credited, and the pid of its one anvil. */
+  const followingDevnet = Effect.gen(function*() {
+    const run = yield* cliRunning(["devnet", "--follow", "--validators", "2", "--deposits", "1", "--block-time", "200ms"])
+    yield* run.waitFor("stdout", /credited/)
+    const anvils = execFileSync("pgrep", ["-P", String(run.child.pid), "-f", "anvil"]).toString().trim().split("\n").map(Number)
+    expect(anvils).toHaveLength(1)
+    return { anvil: anvils[0]!, run }
+  })
+
   it.scopedLive("devnet --follow stops cleanly on SIGINT: exit 0, its anvil gone", () =>
     Effect.gen(function*() {
-      const run = yield* cliRunning(["devnet", "--follow", "--validators", "2", "--deposits", "1", "--block-time", "200ms"])
-      yield* run.waitFor("stdout", /credited/)
-      const anvils = execFileSync("pgrep", ["-P", String(run.child.pid), "-f", "anvil"]).toString().trim().split("\n").map(Number)
-      expect(anvils).toHaveLength(1)
+      const { anvil, run } = yield* followingDevnet
       run.child.kill("SIGINT")
       expect(yield* run.exited).toBe(0)
-      expect(() => process.kill(anvils[0]!, 0)).toThrow()
+      expect(() => process.kill(anvil, 0)).toThrow()
+    }), { timeout: 120_000 })
+
+  it.scopedLive("devnet --follow whose reader goes away (| head) stops as on Ctrl-C: exit 0, its anvil gone, no EPIPE crash", () =>
+    Effect.gen(function*() {
+      const { anvil, run } = yield* followingDevnet
+      run.child.stdout.destroy()
+      expect(yield* run.exited).toBe(0)
+      expect(run.out.stderr).not.toContain("EPIPE")
+      expect(() => process.kill(anvil, 0)).toThrow()
     }), { timeout: 120_000 })
 })
 
