@@ -53,7 +53,9 @@ const describeFailure = (
     const message = error instanceof Error ? error.message : typeof error === "object" && error !== null && "message" in error
       ? String(error.message)
       : String(error)
-    return { line: message, code: exitCodes.failure }
+    // Some errors keep the reason in their cause (`SqlError`: "Failed to prepare statement").
+    const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message.trim() : ""
+    return { line: cause === "" || message.includes(cause) ? message : `${message.trim()}: ${cause}`, code: exitCodes.failure }
   }
   return { line: Cause.pretty(cause), code: exitCodes.failure }
 }

@@ -4,10 +4,11 @@
  * `inspect`, and without a chain for the bad-input cases (exit 2, one line naming the problem).
  */
 import { SqlClient } from "@effect/sql"
+import { SqliteClient } from "@effect/sql-sqlite-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Schedule } from "effect"
 import { execFileSync, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import type { Log } from "viem"
@@ -327,6 +328,7 @@ describe("kwil-listeners bad input", () => {
         { args: ["listen", "--rpc", rpc, "--contract", contract], env: { KWIL_LISTENERS_FINALITY: "soon" }, says: ["KWIL_LISTENERS_FINALITY", "soon"] },
         { args: ["listen", "--rpc", rpc, "--contract", contract, "--db", join(dir, "missing", "x.db")], says: ["--db", "does not exist"] },
         { args: ["inspect", "--db", join(dir, "none.db")], says: ["--db", "none.db", "no such file"] },
+        { args: ["inspect", "--db", badToml], says: ["--db", "bad.toml", "is not a SQLite database"] },
         { args: ["nonsense"], says: ["'nonsense' is not a command", "devnet", "listen"] }
       ]
       const runs = yield* Effect.forEach(cases, (c) => cli(c.args, c.env === undefined ? {} : { env: c.env }), { concurrency: 6 })
@@ -343,4 +345,20 @@ describe("kwil-listeners bad input", () => {
       // inspect never creates the database it was pointed at.
       expect(existsSync(join(dir, "none.db"))).toBe(false)
     }), { timeout: 300_000 })
+
+  it.scopedLive("any other failure exits 1 with its reason, also when the error keeps it in its cause (a SqlError)", () =>
+    Effect.gen(function*() {
+      const db = join(yield* tempDir, "broken.db")
+      // SQLite's header, then garbage where its schema should be.
+      yield* Effect.scoped(Effect.flatMap(
+        Effect.flatMap(Layer.build(SqliteClient.layer({ filename: db })), (context) => Effect.provide(SqlClient.SqlClient, context)),
+        (sql) => sql`CREATE TABLE events (x INTEGER)`
+      ))
+      const bytes = readFileSync(db)
+      bytes.fill(0x5a, 100)
+      writeFileSync(db, bytes)
+      const run = yield* cli(["inspect", "--db", db])
+      expect(run.code).toBe(1)
+      expect(run.stderr.trim()).toBe("kwil-listeners: Failed to prepare statement: database disk image is malformed")
+    }))
 })
