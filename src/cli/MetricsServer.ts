@@ -72,19 +72,21 @@ export const listenerState = Metric.gauge("listener_state", {
   description: "1 for the state each listener is in (running, backing-off, stopped, failed), 0 for the others"
 })
 
+/** Sets `listener_state` for each of `statuses` (a listener's name and the state it is in). */
+export const recordStates = (
+  statuses: ReadonlyArray<{ readonly name: string; readonly state: ListenerState }>
+): Effect.Effect<void> =>
+  Effect.forEach(statuses, (status) =>
+    Effect.forEach(states, (state) =>
+      Metric.set(
+        Metric.tagged(Metric.tagged(listenerState, "listener", status.name), "state", state),
+        status.state === state ? 1 : 0
+      ), { discard: true }), { discard: true })
+
 /** Brings `listener_state` up to date from `ListenerManager.status`: pass it as `beforeScrape`. */
 export const recordListenerStates: Effect.Effect<void, never, ListenerManager> = Effect.flatMap(
-  ListenerManager,
-  (manager) => manager.status
-).pipe(
-  Effect.flatMap((statuses) =>
-    Effect.forEach(statuses, (status) =>
-      Effect.forEach(states, (state) =>
-        Metric.set(
-          Metric.tagged(Metric.tagged(listenerState, "listener", status.name), "state", state),
-          status.state === state ? 1 : 0
-        ), { discard: true }), { discard: true })
-  )
+  Effect.flatMap(ListenerManager, (manager) => manager.status),
+  recordStates
 )
 
 /** Where the server listens. */

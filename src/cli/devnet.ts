@@ -128,7 +128,14 @@ const metrics = (port: Option.Option<number>) =>
         const context = yield* Effect.context<Devnet>()
         // Loaded only when asked for: it brings OpenTelemetry, which every other run can skip.
         const MetricsServer = yield* Effect.promise(() => import("./MetricsServer.js"))
-        const address = yield* MetricsServer.serve({ port, health: Effect.provide(health, context) })
+        const devnet = yield* Devnet
+        const address = yield* MetricsServer.serve({
+          port,
+          health: Effect.provide(health, context),
+          // Each validator runs its own listeners: their states carry its identity.
+          beforeScrape: Effect.forEach(devnet.validators, (v) =>
+            v.run(MetricsServer.recordListenerStates).pipe(Effect.tagMetrics("validator", v.identity)), { discard: true })
+        })
         yield* Effect.flatMap(Progress, (p) => p.note(`metrics: ${address.url}/metrics and ${address.url}/health`))
       })
   })

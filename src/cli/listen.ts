@@ -12,7 +12,7 @@
  */
 import { Command, Options } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Fiber, Layer, Option } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
 import * as Node from "../../layers/Node.js"
 import { EventStore } from "../events/EventStore.js"
 import { EthereumClient, type EthLog } from "../ethereum/EthereumClient.js"
@@ -171,7 +171,16 @@ export const run = (settings: ListenSettings) => {
     if (Option.isSome(settings.metricsPort)) {
       // Loaded only when asked for: the OpenTelemetry exporter costs seconds of start-up.
       const MetricsServer = yield* Effect.promise(() => import("./MetricsServer.js"))
-      const address = yield* MetricsServer.serve({ port: settings.metricsPort.value, health: yield* health(config, listener) })
+      // No manager here: the listener's state is its fiber's.
+      const state = Effect.map(Fiber.poll(listener), Option.match({
+        onNone: () => "running" as const,
+        onSome: (exit) => Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause) ? "stopped" as const : "failed" as const
+      }))
+      const address = yield* MetricsServer.serve({
+        port: settings.metricsPort.value,
+        health: yield* health(config, listener),
+        beforeScrape: Effect.flatMap(state, (s) => MetricsServer.recordStates([{ name: EthDeposits.name, state: s }]))
+      })
       yield* Effect.logInfo(`serving ${address.url}/metrics and ${address.url}/health`)
     }
 

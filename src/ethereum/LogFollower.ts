@@ -207,6 +207,8 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
       ? Math.max(1, Math.floor(options.inFlight))
       : defaultInFlight
 
+    // In the metrics at 0 from the start, so that `increase()` sees the first violation.
+    yield* Metric.incrementBy(finalityViolations, 0)
     const checkpoint = yield* Ref.make<Checkpoint>(options.from)
     /** Recent checkpoints, ascending: candidates for the common ancestor. */
     const known = yield* Ref.make<ReadonlyArray<Checkpoint>>([options.from])

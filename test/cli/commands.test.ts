@@ -231,6 +231,9 @@ describe("kwil-listeners listen, following", () => {
       yield* run.waitFor("stdout", /"amount":"42"/)
       const metrics = yield* Effect.promise(() => fetch(`${url}/metrics`).then((r) => r.text()))
       expect(metrics).toMatch(/eth_deposits_checkpoint \d+/)
+      expect(metrics).toMatch(/^listener_state\{[^}]*listener="eth_deposits"[^}]*state="running"[^}]*\} 1$/m)
+      expect(metrics).toMatch(/^listener_state\{[^}]*listener="eth_deposits"[^}]*state="failed"[^}]*\} 0$/m)
+      expect(metrics).toMatch(/^eth_follower_finality_violations_total(\{[^}]*\})? 0$/m)
       run.child.kill("SIGINT")
       expect(yield* run.exited).toBe(0)
       expect(jsonLines(run.out.stdout)).toEqual([
@@ -283,7 +286,7 @@ describe("kwil-listeners output through a pipe", () => {
 describe("kwil-listeners devnet", () => {
   /** `devnet --follow` once its deposit is credited, and the pid of its one anvil. */
   const followingDevnet = Effect.gen(function*() {
-    const run = yield* cliRunning(["devnet", "--follow", "--validators", "2", "--deposits", "1", "--block-time", "200ms"])
+    const run = yield* cliRunning(["devnet", "--follow", "--validators", "2", "--deposits", "1", "--block-time", "200ms", "--metrics-port", "0"])
     yield* run.waitFor("stdout", /credited/)
     const anvils = execFileSync("pgrep", ["-P", String(run.child.pid), "-f", "anvil"]).toString().trim().split("\n").map(Number)
     expect(anvils).toHaveLength(1)
@@ -293,6 +296,14 @@ describe("kwil-listeners devnet", () => {
   it.scopedLive("devnet --follow stops cleanly on SIGINT: exit 0, its anvil gone", () =>
     Effect.gen(function*() {
       const { anvil, run } = yield* followingDevnet
+      // Each validator's listeners in /metrics, by state.
+      const url = (yield* run.waitFor("stdout", /(http:\/\/127\.0\.0\.1:\d+)\/metrics/))[1]!
+      const metrics = yield* Effect.promise(() => fetch(`${url}/metrics`).then((r) => r.text()))
+      for (const validator of ["validator-0", "validator-1"]) {
+        const series = metrics.split("\n").filter((l) => l.startsWith("listener_state{") && l.includes(`validator="${validator}"`))
+        expect(series.filter((l) => l.includes('listener="eth_deposits"')).length, metrics).toBe(4)
+        expect(series.filter((l) => l.endsWith(" 1")).length).toBeGreaterThan(0)
+      }
       run.child.kill("SIGINT")
       expect(yield* run.exited).toBe(0)
       expect(() => process.kill(anvil, 0)).toThrow()
