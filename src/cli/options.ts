@@ -83,7 +83,11 @@ export const flagOrEnv = (flag: string, value: Option.Option<string>): Effect.Ef
 const truthy = new Set(["1", "true", "yes", "on"])
 const falsy = new Set(["0", "false", "no", "off"])
 
-/** A boolean flag: `true` if given, else its environment variable (`1/true/yes/on`, `0/false/no/off`), else false. */
+/**
+ * A boolean flag: `true` if given, else its environment variable (`1/true/yes/on`, `0/false/no/off`),
+ * else false. @effect/cli's boolean options read `--flag=false` as absent (they default to false),
+ * so an explicit false cannot beat a true variable (the README says so).
+ */
 export const switchOrEnv = (flag: string, given: boolean): Effect.Effect<boolean, UsageError> =>
   given ? Effect.succeed(true) : Effect.flatMap(fromEnv(envName(flag)), Option.match({
     onNone: () => Effect.succeed(false),
