@@ -27,7 +27,7 @@ import type { ValidatorStatus } from "../src/listener/ValidatorStatus.js"
 import * as Migrations from "../src/storage/migrations.js"
 import type { DatabaseTooNew } from "../src/storage/schemaGuard.js"
 import * as WalCheckpointer from "../src/storage/WalCheckpointer.js"
-import { Broadcaster, type BroadcasterConfig } from "../src/voting/Broadcaster.js"
+import { Broadcaster, type BroadcasterConfig, type InvalidBroadcasterConfig } from "../src/voting/Broadcaster.js"
 import type { AnyResolution } from "../src/voting/Resolution.js"
 import { type DuplicateResolution, ResolutionRegistry } from "../src/voting/ResolutionRegistry.js"
 import { VoteLedger } from "../src/voting/VoteLedger.js"
@@ -100,5 +100,13 @@ export const layer = (options: NodeOptions) => {
   return node
 }
 
-/** Why a node could not start: its database, or a listener or resolution that cannot be registered. */
-export type NodeStartError = SqlError | DatabaseTooNew | ConfigError.ConfigError | MigrationError | InvalidListenerName | DuplicateListener | DuplicateResolution
+/** Why a node could not start: its database, a listener or resolution that cannot be registered, or a bad broadcaster config. */
+export type NodeStartError =
+  | SqlError
+  | DatabaseTooNew
+  | ConfigError.ConfigError
+  | MigrationError
+  | InvalidListenerName
+  | DuplicateListener
+  | DuplicateResolution
+  | InvalidBroadcasterConfig

@@ -12,7 +12,7 @@
  * sent at the first block seen, so it is re-sent `resendAfterBlocks` later.
  */
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Effect, Layer, Metric, Ref } from "effect"
+import { Context, Data, Effect, Layer, Metric, Ref } from "effect"
 import type { EventId } from "../events/EventId.js"
 import { EventLog, type LocalEvent } from "../events/EventLog.js"
 import type { EventStoreError } from "../events/EventStore.js"
@@ -26,6 +26,17 @@ export interface BroadcasterConfig {
   readonly maxVotesPerTx?: number
   /** Blocks after which a sent vote not seen in the ledger is sent again (default 10). */
   readonly resendAfterBlocks?: number
+}
+
+/** A `BroadcasterConfig` value the broadcaster cannot work with. */
+export class InvalidBroadcasterConfig extends Data.TaggedError("InvalidBroadcasterConfig")<{
+  readonly key: "maxVotesPerTx" | "resendAfterBlocks"
+  readonly value: number
+}> {
+  override get message() {
+    return `broadcaster config ${this.key} = ${this.value}: must be a whole number of at least 1 ` +
+      (this.key === "maxVotesPerTx" ? "(0 would never send a vote)" : "(0 would send every open vote again each block)")
+  }
 }
 
 /** The block just committed, as the host saw it. */
@@ -81,14 +92,18 @@ export class Broadcaster extends Context.Tag("kwil-listeners/Broadcaster")<Broad
   /** The broadcaster of the node named by `NodeInfo`. */
   static readonly layer = (
     config: BroadcasterConfig = {}
-  ): Layer.Layer<Broadcaster, never, EventLog | VoteLedger | VoteTransport | NodeInfo> =>
+  ): Layer.Layer<Broadcaster, InvalidBroadcasterConfig, EventLog | VoteLedger | VoteTransport | NodeInfo> =>
     Layer.effect(Broadcaster, make(config))
 }
 
+/** `value` of `key` when it is a whole number of at least 1. */
+const atLeastOne = (key: InvalidBroadcasterConfig["key"], value: number) =>
+  Number.isSafeInteger(value) && value >= 1 ? Effect.succeed(value) : Effect.fail(new InvalidBroadcasterConfig({ key, value }))
+
 const make = (config: BroadcasterConfig) =>
   Effect.gen(function*() {
-    const maxVotesPerTx = config.maxVotesPerTx ?? 100
-    const resendAfterBlocks = BigInt(config.resendAfterBlocks ?? 10)
+    const maxVotesPerTx = yield* atLeastOne("maxVotesPerTx", config.maxVotesPerTx ?? 100)
+    const resendAfterBlocks = BigInt(yield* atLeastOne("resendAfterBlocks", config.resendAfterBlocks ?? 10))
     const events = yield* EventLog
     const ledger = yield* VoteLedger
     const transport = yield* VoteTransport

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Ref } from "effect"
+import { Effect, Layer, Ref } from "effect"
 import * as EventId from "../../src/events/EventId.js"
 import { EventLog } from "../../src/events/EventLog.js"
 import { Broadcaster, voteBodySize } from "../../src/voting/Broadcaster.js"
-import { makeNode, note, observe, runBlock, type TestNode, validators } from "./harness.js"
+import type { VoteTx } from "../../src/voting/VoteTransport.js"
+import { makeNode, nodeLayer, note, observe, runBlock, type TestNode, validators } from "./harness.js"
 
 const idOf = (event: { type: string; body: Uint8Array }) => EventId.make(event.type, event.body)
 const ABC = validators("A", "B", "C")
@@ -110,5 +111,20 @@ describe("Broadcaster.afterBlock", () => {
       yield* node.run(runBlock({ height: 1n, proposer: "A", validators: ABC, bodies: events }))
       expect((yield* after(node, 1n, "A")).sent).toEqual(events.slice(0, 2).map(idOf))
       expect((yield* after(node, 2n, "A")).sent).toEqual([idOf(events[2]!)])
+    }))
+
+  it.effect.each([
+    [{ maxVotesPerTx: 0 }, "maxVotesPerTx", "(0 would never send a vote)"],
+    [{ maxVotesPerTx: -5 }, "maxVotesPerTx", "must be a whole number of at least 1"],
+    [{ maxVotesPerTx: Number.NaN }, "maxVotesPerTx", "must be a whole number of at least 1"],
+    [{ resendAfterBlocks: 0 }, "resendAfterBlocks", "(0 would send every open vote again each block)"],
+    [{ resendAfterBlocks: 2.5 }, "resendAfterBlocks", "must be a whole number of at least 1"]
+  ] as const)("refuses the config %o with InvalidBroadcasterConfig, before the node starts", ([config, key, says]) =>
+    Effect.gen(function*() {
+      const ref = yield* Ref.make<ReadonlyArray<VoteTx>>([])
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(nodeLayer("B", ref, config))))
+      expect(error._tag).toBe("InvalidBroadcasterConfig")
+      expect(error.message).toContain(`broadcaster config ${key} = `)
+      expect(error.message).toContain(says)
     }))
 })
