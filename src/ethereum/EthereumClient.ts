@@ -12,8 +12,8 @@
  *
  * With several URLs, each is asked its chain id before its first use, and one that serves
  * another chain than the first URL checked is never used (`ChainMismatch`, logged as an error):
- * its logs would be taken for this chain's. A new-heads subscription still goes through viem's
- * `fallback`; a head only bounds what is asked, and every range is checked on its own node.
+ * its logs would be taken for this chain's. That includes the new-heads subscription (viem's,
+ * on the first ws URL), which then fails with it (a follower polls instead).
  */
 import {
   Array as Arr,
@@ -355,8 +355,17 @@ export interface Options {
   readonly pollingInterval?: Duration.DurationInput
 }
 
-const isRangeTooLarge = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "_tag" in error && error._tag === "RangeTooLarge"
+const hasTag = (error: unknown, tag: string): boolean =>
+  typeof error === "object" && error !== null && "_tag" in error && error._tag === tag
+const isRangeTooLarge = (error: unknown): boolean => hasTag(error, "RangeTooLarge")
+const isChainMismatch = (error: unknown): boolean => hasTag(error, "ChainMismatch")
+
+/** Of an earlier URL's error and a later one's, the one a call that failed on every URL reports (see `onFirstNode`). */
+const moreTelling = <E>(earlier: E, later: E): E => {
+  if (isRangeTooLarge(earlier)) return earlier
+  if (isRangeTooLarge(later)) return later
+  return isChainMismatch(later) && !isChainMismatch(earlier) ? earlier : later
+}
 
 const schemeOf = (url: string) => /^([a-z]+):\/\//i.exec(url)?.[1]?.toLowerCase()
 
@@ -410,16 +419,18 @@ export const make = (options: Options) => Effect.gen(function*() {
   /**
    * `run` on the first URL where it succeeds, in order (what viem's `fallback` does, with the
    * URL known): when every URL failed, it fails with the first range refusal (`RangeTooLarge`,
-   * so the caller shrinks the range) or else the last URL's error.
+   * so the caller shrinks the range), else the last error of a URL that serves this chain (a
+   * good URL's outage heals; a misconfigured URL's `ChainMismatch` must not hide it), else the
+   * last error.
    */
   const onFirstNode = <A, E, R>(run: (node: number) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-    const attempt = (node: number, refused: Option.Option<E>): Effect.Effect<A, E, R> =>
+    const attempt = (node: number, kept: Option.Option<E>): Effect.Effect<A, E, R> =>
       Effect.catchAll(run(node), (error) => {
-        const refusal = Option.orElse(refused, () => isRangeTooLarge(error) ? Option.some(error) : Option.none())
-        if (node + 1 >= perNode.length) return Effect.fail(Option.getOrElse(refusal, () => error))
+        const worth = Option.match(kept, { onNone: () => error, onSome: (k) => moreTelling(k, error) })
+        if (node + 1 >= perNode.length) return Effect.fail(worth)
         return Effect.logDebug("RPC call failed on one URL; moving it to the next").pipe(
           Effect.annotateLogs({ url: redactUrl(urls[node]!), error: error instanceof Error ? error.message : String(error) }),
-          Effect.zipRight(attempt(node + 1, refusal))
+          Effect.zipRight(attempt(node + 1, Option.some(worth)))
         )
       })
     return attempt(0, Option.none())
@@ -567,6 +578,11 @@ export const make = (options: Options) => Effect.gen(function*() {
       (unwatch) => Effect.sync(unwatch)
     )
   ).pipe(Stream.filterEffect(raise))
+  // viem subscribes on the first ws URL: with several URLs, only once that URL's chain is checked
+  // (heads of another chain would raise `highest` for good).
+  const checkedSubscription: Stream.Stream<bigint, RpcError> = perNode.length === 1
+    ? subscription
+    : Stream.unwrap(Effect.as(admitted(urls.findIndex((u) => schemeOf(u)!.startsWith("ws"))), subscription))
   const polling: Stream.Stream<bigint, RpcError> = Stream.repeatEffectWithSchedule(
     headNumber,
     Schedule.spaced(pollingInterval)
@@ -591,7 +607,7 @@ export const make = (options: Options) => Effect.gen(function*() {
     headNumber,
     block,
     getLogs,
-    newHeads: subscribes ? subscription : polling,
+    newHeads: subscribes ? checkedSubscription : polling,
     subscribes,
     sameNode
   })

@@ -10,6 +10,7 @@ import { parseAbiItem, toEventSelector } from "viem"
 import { BlockJson, EthereumClient, EthLogs, fastBlock, fastLogs, rpcCalls } from "../../src/ethereum/EthereumClient.js"
 import { isHealable } from "../../src/ethereum/errors.js"
 import * as LogFollower from "../../src/ethereum/LogFollower.js"
+import * as Retry from "../../src/ethereum/Retry.js"
 
 interface Reply {
   readonly status?: number
@@ -382,14 +383,15 @@ describe("EthereumClient (viem, scripted servers)", () => {
       expect(logged.some((m) => m.includes("serves chain 5") && m.includes("serves chain 1"))).toBe(true)
       expect(logged.join("\n")).not.toContain("SECRET")
 
-      // With no other URL to serve it, the call fails with the mismatch: typed, not healable, both URLs named (redacted).
+      expect(logged.find((m) => m.includes("serves chain 5"))).toMatch(
+        /^http:\/\/127\.0\.0\.1:\d+\S* serves chain 5, but http:\/\/127\.0\.0\.1:\d+\S* serves chain 1: every RPC URL must serve the same chain/
+      )
+
+      // With no other URL to serve it, the call fails with the good URL's own error, which heals
+      // (retried), not with the misconfigured URL's mismatch, which would not.
       const two = yield* Effect.provide(EthereumClient, layerOf(a.url, b.url))
       const e = yield* Effect.flip(two.getLogs(range))
-      expect(e._tag).toBe("ChainMismatch")
-      if (e._tag !== "ChainMismatch") return
-      expect([e.chainId, e.expected, isHealable(e)]).toEqual([5, 1, false])
-      expect(e.message).toMatch(/^http:\/\/127\.0\.0\.1:\d+\S* serves chain 5, but http:\/\/127\.0\.0\.1:\d+\S* serves chain 1: every RPC URL must serve the same chain/)
-      expect(e.message).not.toContain("SECRET")
+      expect([e._tag, isHealable(e)]).toEqual(["RpcUnavailable", true])
       expect(asked(b)).toEqual([])
       // The verdict is kept: b is not asked again.
       const before = b.requests.length
@@ -397,6 +399,18 @@ describe("EthereumClient (viem, scripted servers)", () => {
       expect(b.requests.length).toBe(before)
     }).pipe(Effect.provide(capture))
   })
+
+  it.scopedLive("a blip of the good URL is retried, though the only other URL serves another chain", () =>
+    Effect.gen(function*() {
+      let blips = 1
+      const a = yield* server(onChain(() => (blips-- > 0 ? { status: 503, raw: "down" } : { result: "0x14" })))
+      const b = yield* server((req) => req.method === "eth_chainId" ? { result: "0x5" } : { result: "0x99" })
+      const client = yield* clientFor(a.url, b.url)
+      const head = yield* Retry.healable({ base: Duration.millis(10), cap: Duration.millis(20) })(client.headNumber)
+      expect(head).toBe(20n)
+      expect(asked(a)).toEqual(["eth_blockNumber", "eth_blockNumber"])
+      expect(asked(b)).toEqual([])
+    }))
 
   it.scopedLive("each URL's chain id is checked at the start, so a misconfigured URL is reported before any call needs it", () => {
     const { capture, logged } = errorLogs()

@@ -3,7 +3,7 @@
  * Each test spawns its own anvil on a free loopback port; a finalizer kills it.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Option, Schedule, Stream } from "effect"
+import { Chunk, Context, Effect, Either, Layer, Option, Schedule, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { createServer } from "node:net"
@@ -41,11 +41,11 @@ const rpc = (url: string, method: string, params: ReadonlyArray<unknown> = []) =
     return json.result
   })
 
-/** A fresh anvil: its http and ws URLs. */
-const anvil = Effect.gen(function*() {
+/** A fresh anvil (with `args`): its http and ws URLs. */
+const anvil = (args: ReadonlyArray<string> = []) => Effect.gen(function*() {
   const port = yield* freePort
   yield* Effect.acquireRelease(
-    Effect.sync(() => spawn(binary, ["--port", String(port), "--host", "127.0.0.1"], { stdio: "ignore" })),
+    Effect.sync(() => spawn(binary, ["--port", String(port), "--host", "127.0.0.1", ...args], { stdio: "ignore" })),
     (child) =>
       Effect.async<void>((resume) => {
         if (child.exitCode !== null) return resume(Effect.void)
@@ -70,7 +70,7 @@ describe("EthereumClient and LogFollower on anvil", () => {
   for (const transport of ["http", "ws"] as const) {
     it.scopedLive(`head, blocks by tag and getLogs over ${transport}`, () =>
       Effect.gen(function*() {
-        const node = yield* anvil
+        const node = yield* anvil()
         yield* seed(node.http, 10)
         const client = yield* Effect.provide(EthereumClient, EthereumClient.layer({ urls: [node[transport]] }))
         expect(yield* client.chainId).toBe(31337)
@@ -95,7 +95,7 @@ describe("EthereumClient and LogFollower on anvil", () => {
 
   it.scopedLive("the follower over ws: confirmed batches, then new heads by subscription", () =>
     Effect.gen(function*() {
-      const node = yield* anvil
+      const node = yield* anvil()
       yield* seed(node.http, 2) // head 5
       const layer = EthereumClient.layer({ urls: [node.ws] })
       const follower = LogFollower.follow({
@@ -115,5 +115,22 @@ describe("EthereumClient and LogFollower on anvil", () => {
       expect(batches[0]).toMatchObject({ from: 0n, to: 3n })
       expect(batches.flatMap((b) => b.logs.map((l) => l.blockNumber))).toEqual([1n, 2n, 3n, 6n])
       expect(batches.at(-1)!.to).toBe(6n)
+    }))
+
+  it.scopedLive("heads never come from a ws URL of another chain: with several URLs, its subscription fails with ChainMismatch", () =>
+    Effect.gen(function*() {
+      const good = yield* anvil()
+      const other = yield* anvil(["--chain-id", "5"])
+      yield* seed(good.http, 10)
+      yield* rpc(other.http, "anvil_mine", [toHex(500)])
+      const context = yield* Layer.build(EthereumClient.layer({ urls: [good.http, other.ws] }))
+      const client = Context.get(context, EthereumClient)
+      expect(client.subscribes).toBe(true)
+      // The other chain mines while a subscription could be listening.
+      yield* rpc(other.http, "anvil_mine", ["0x1"]).pipe(Effect.delay("500 millis"), Effect.forkScoped)
+      const heads = yield* client.newHeads.pipe(Stream.take(1), Stream.runCollect, Effect.timeout("5 seconds"), Effect.either)
+      expect(Either.isLeft(heads) && heads.left._tag).toBe("ChainMismatch")
+      yield* Effect.sleep("1 second")
+      expect(yield* client.headNumber).toBe(13n)
     }))
 })
