@@ -115,8 +115,10 @@ const stopWhenOutputCloses = (ended: () => boolean) => {
   for (const stream of [process.stdout, process.stderr]) {
     stream.on("error", (error: NodeJS.ErrnoException) => {
       if (error.code !== "EPIPE" && error.code !== "ERR_STREAM_DESTROYED") throw error
-      // Once the program ended, `exitOnceFlushed` is exiting already.
-      if (!stopping && !ended()) {
+      // Once the program ended, `exitOnceFlushed` is exiting already; once runMain's own handler
+      // ran (a Ctrl-C that also ended the reader: `| tee`), it is stopping already, and without
+      // its handler a SIGINT would kill the process in the middle of its finalizers.
+      if (!stopping && !ended() && process.listenerCount("SIGINT") > 0) {
         stopping = true
         process.kill(process.pid, "SIGINT")
       }

@@ -317,6 +317,19 @@ describe("kwil-listeners devnet", () => {
       expect(run.out.stderr).not.toContain("EPIPE")
       expect(() => process.kill(anvil, 0)).toThrow()
     }), { timeout: 120_000 })
+
+  it.scopedLive("devnet --follow | tee, Ctrl-C: the reader ends too, and the report written to it after the signal does not cut the cleanup short", () =>
+    Effect.gen(function*() {
+      const { anvil, run } = yield* followingDevnet
+      run.child.kill("SIGINT")
+      run.child.stdout.destroy()
+      const signal = yield* Effect.async<NodeJS.Signals | null>((resume) => {
+        if (run.child.exitCode !== null || run.child.signalCode !== null) return resume(Effect.succeed(run.child.signalCode))
+        run.child.on("exit", (_, signal) => resume(Effect.succeed(signal)))
+      })
+      expect([signal, run.child.exitCode]).toEqual([null, 0])
+      expect(() => process.kill(anvil, 0)).toThrow()
+    }), { timeout: 120_000 })
 })
 
 describe("kwil-listeners bad input", () => {
