@@ -3,6 +3,7 @@
  * checks that turn a bad value into one clear line.
  */
 import { Data, Duration } from "effect"
+import { plan } from "./DepositGenerator.js"
 
 /** One validator leaving the validator set and coming back, to show listeners stopping and resuming. */
 export interface SeatChange {
@@ -85,11 +86,29 @@ export const validate = (config: DevnetConfig): InvalidDevnetConfig | undefined 
     return new InvalidDevnetConfig({ setting: "--max-blocks", reason: `${config.maxBlocks} must be a whole number of at least 1` })
   }
   const seat = seatChangeOf(config)
-  if (seat !== undefined && (seat.validator < 0 || seat.validator >= config.validators || seat.regainAt <= seat.loseAt)) {
+  if (
+    seat !== undefined &&
+    (seat.validator < 0 || seat.validator >= config.validators || seat.regainAt <= seat.loseAt || config.validators < 2)
+  ) {
     return new InvalidDevnetConfig({
       setting: "seatChange",
-      reason: `validator ${seat.validator} losing its seat at ${seat.loseAt} and regaining it at ${seat.regainAt} is not possible`
+      reason: `validator ${seat.validator} losing its seat at ${seat.loseAt} and regaining it at ${seat.regainAt} is not possible` +
+        (config.validators < 2 ? " (nobody would be left to propose)" : "")
     })
+  }
+  if (!config.follow) {
+    // One deposit tx a block time, each credited after its confirmations; the run also waits for
+    // the seat to come back. Fewer blocks than that can only end in `DevnetTimeout`.
+    const txs = plan(config.deposits).length
+    const least = Math.max(txs + config.confirmations, seat === undefined ? 1 : Number(seat.regainAt) + 1)
+    if (config.maxBlocks < least) {
+      return new InvalidDevnetConfig({
+        setting: "--max-blocks",
+        reason: `${config.maxBlocks} is too few: ${config.deposits} deposits in ${txs} txs, one a block, with ` +
+          `${config.confirmations} confirmations${seat === undefined ? "" : ` and the seat given back at block ${seat.regainAt}`} ` +
+          `need more than ${least - 1} blocks`
+      })
+    }
   }
   return undefined
 }

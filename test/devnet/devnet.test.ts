@@ -13,7 +13,7 @@ import { isAlive } from "../../src/devnet/Anvil.js"
 import * as BlockProducer from "../../src/devnet/BlockProducer.js"
 import * as DataDir from "../../src/devnet/DataDir.js"
 import { Devnet, DevnetTimeout } from "../../src/devnet/Devnet.js"
-import type { DevnetConfig } from "../../src/devnet/DevnetConfig.js"
+import { defaults, type DevnetConfig, validate } from "../../src/devnet/DevnetConfig.js"
 import { Mempool } from "../../src/devnet/InProcessTransport.js"
 import { Progress } from "../../src/devnet/Progress.js"
 import * as Validator from "../../src/devnet/Validator.js"
@@ -93,9 +93,9 @@ describe("devnet", () => {
   it.live("fails with DevnetTimeout, naming the pending deposit, when deposits cannot be credited in --max-blocks", () =>
     Effect.gen(function*() {
       const { progress } = yield* Progress.recording
-      // 30 confirmations cannot be reached in 3 blocks.
+      // The deposit lands in block 1 at the earliest and is confirmed 2 blocks later: its votes come after block 3.
       const exit = yield* Effect.flatMap(Devnet, (d) => d.run).pipe(
-        Effect.provide(DevnetLayer.layer({ ...config, deposits: 1, confirmations: 30, maxBlocks: 3, seatChange: false })),
+        Effect.provide(DevnetLayer.layer({ ...config, deposits: 1, confirmations: 2, maxBlocks: 3, seatChange: false })),
         Effect.provide(Layer.succeed(Progress, progress)),
         Logger.withMinimumLogLevel(LogLevel.Warning),
         Effect.exit
@@ -135,4 +135,22 @@ describe("devnet", () => {
         expect((error as BlockProducer.DigestMismatch).message).toContain("state digests differ after block 1")
       }
     }))
+})
+
+describe("devnet config", () => {
+  it.each([
+    ["the default seat coming back after --max-blocks", { validators: 2, deposits: 2, maxBlocks: 12 }, "--max-blocks: 12 is too few: 2 deposits in 2 txs, one a block, with 2 confirmations and the seat given back at block 12 need more than 12 blocks"],
+    ["more deposit txs than --max-blocks", { validators: 1, deposits: 50, maxBlocks: 50 }, "--max-blocks: 50 is too few: 50 deposits in 49 txs, one a block, with 2 confirmations need more than 50 blocks"],
+    ["the default --max-blocks for 1,000 deposits", { validators: 1, deposits: 1000 }, "--max-blocks: 200 is too few: 1000 deposits in 999 txs"],
+    ["a seat change with one validator", { validators: 1, seatChange: { validator: 0, loseAt: 2n, regainAt: 5n } }, "seatChange: validator 0 losing its seat at 2 and regaining it at 5 is not possible (nobody would be left to propose)"]
+  ] as const)("refuses %s", (_, settings, says) => {
+    expect(validate({ ...defaults, ...settings })?.message).toContain(says)
+  })
+
+  it("takes the defaults, the least blocks that can work, and any --max-blocks with --follow", () => {
+    expect(validate(defaults)).toBeUndefined()
+    expect(validate({ ...defaults, validators: 2, deposits: 2, maxBlocks: 13 })).toBeUndefined()
+    expect(validate({ ...defaults, validators: 1, deposits: 50, maxBlocks: 51 })).toBeUndefined()
+    expect(validate({ ...defaults, deposits: 1000, maxBlocks: 1, follow: true })).toBeUndefined()
+  })
 })
