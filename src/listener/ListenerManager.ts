@@ -218,7 +218,8 @@ const make = Effect.gen(function*() {
   const prepare = (listener: RegisteredListener, parent: Fiber.RuntimeFiber<unknown, unknown>): Prepared => {
     const known = prepared.get(listener.name)
     if (known !== undefined) return known
-    const section = node.extensions[listener.name]
+    // Own keys only: a listener named `constructor` must not find `Object` as its section.
+    const section = Object.hasOwn(node.extensions, listener.name) ? node.extensions[listener.name] : undefined
     const config = section ?? {}
     // The manager's fiber's services underneath, what the listener captured at registration over
     // them (its requirements were resolved then: a service of the node's own with the same tag

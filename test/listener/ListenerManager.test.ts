@@ -453,12 +453,18 @@ describe("ListenerManager", () => {
         seen.betaStore = storeOwners.get(yield* EventStore)
         yield* Config.string("rpc_provider")
       }), { onFailure: "stop" })
-      const { control, manager } = yield* harness(ListenerRegistry.layer(alpha, beta), {
+      // A name that is also a property of every object has no section either.
+      const proto = Listener.make("constructor", Effect.map(ListenerContext, (ctx) => {
+        seen.proto = [ctx.configured, ctx.config]
+      }))
+      const { control, manager } = yield* harness(ListenerRegistry.layer(alpha, beta, proto), {
         alpha: { rpc_provider: "ws://localhost:8545", confirmations: "12" }
       })
       yield* control.set(active)
       yield* eventually("beta failed", () => Effect.map(statusOf(manager, "beta"), (s) => s.state === "failed"))
       yield* eventually("alpha returned", () => seen.store !== undefined)
+      yield* eventually("constructor returned", () => seen.proto !== undefined)
+      expect(seen.proto).toEqual([false, {}])
 
       expect(seen.context).toEqual({
         name: "alpha",
