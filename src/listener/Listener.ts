@@ -3,7 +3,7 @@
  * what it sees through its `EventStore`. The manager runs it while the node is a synced
  * validator and interrupts it (Kwil's cancelled context) when that stops.
  */
-import { Context, Duration, type Effect, type Scope } from "effect"
+import { Context, Data, Duration, type Effect, type Scope } from "effect"
 import type { EventStore } from "../events/EventStore.js"
 
 /** What the manager tells a running listener about itself and its node. */
@@ -64,17 +64,45 @@ export interface Listener<E = unknown, R = never> {
   readonly backoff: Backoff
 }
 
+/** A restart backoff the manager cannot use. */
+export class InvalidBackoff extends Data.TaggedError("InvalidBackoff")<{
+  readonly listener: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `listener "${this.listener}" has an invalid backoff: ${this.reason}`
+  }
+}
+
+/** Why `backoff` cannot be used, or `undefined`. */
+const backoffProblem = ({ initial, max, resetAfter }: Backoff): string | undefined => {
+  if (!Duration.isFinite(initial) || Duration.toMillis(initial) <= 0) {
+    return `initial ${Duration.format(initial)} must be finite and above 0 (at 0 a failing listener restarts in a busy loop)`
+  }
+  if (!Duration.isFinite(max) || Duration.lessThan(max, initial)) {
+    return `max ${Duration.format(max)} must be finite and at least initial ${Duration.format(initial)}`
+  }
+  if (Duration.toMillis(resetAfter) <= 0) return `resetAfter ${Duration.format(resetAfter)} must be above 0`
+  return undefined
+}
+
 /**
  * Defines a listener. `run` is interrupted when the node stops being a synced validator; its
- * `Scope` closes on every stop, so resources acquired in it are always released.
+ * `Scope` closes on every stop, so resources acquired in it are always released. Throws
+ * `InvalidBackoff` for a backoff whose first delay is not above 0, or whose cap is below it.
  */
 export const make = <E, R>(
   name: string,
   run: Effect.Effect<void, E, R>,
   options: Options = {}
-): Listener<E, Exclude<R, Provided>> => ({
-  name,
-  run: run as Effect.Effect<void, E, Provided | Exclude<R, Provided>>,
-  onFailure: options.onFailure ?? "restart",
-  backoff: { ...defaultBackoff, ...options.backoff }
-})
+): Listener<E, Exclude<R, Provided>> => {
+  const backoff = { ...defaultBackoff, ...options.backoff }
+  const problem = backoffProblem(backoff)
+  if (problem !== undefined) throw new InvalidBackoff({ listener: name, reason: problem })
+  return {
+    name,
+    run: run as Effect.Effect<void, E, Provided | Exclude<R, Provided>>,
+    onFailure: options.onFailure ?? "restart",
+    backoff
+  }
+}

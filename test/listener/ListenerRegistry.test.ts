@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Option, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
 import { EventStore } from "../../src/events/EventStore.js"
 import * as Listener from "../../src/listener/Listener.js"
 import { DuplicateListener, InvalidListenerName, ListenerRegistry } from "../../src/listener/ListenerRegistry.js"
@@ -123,4 +123,23 @@ describe("ListenerRegistry", () => {
       const names = yield* Effect.flatMap(ListenerRegistry, (r) => r.all).pipe(Effect.provide(layer))
       expect(names.map((l) => l.name).sort()).toEqual(["base", "ext-a", "ext-b"])
     }))
+})
+
+describe("Listener.make", () => {
+  const body = Effect.void
+  it.each([
+    ["a first delay of 0", { initial: Duration.zero }, "initial 0 must be finite and above 0 (at 0 a failing listener restarts in a busy loop)"],
+    ["an infinite first delay", { initial: Duration.infinity }, "initial Infinity must be finite and above 0"],
+    ["a cap below the first delay", { initial: Duration.seconds(2), max: Duration.seconds(1) }, "max 1s must be finite and at least initial 2s"],
+    ["a cap of 0", { max: Duration.zero }, "max 0 must be finite and at least initial 1s"],
+    ["a reset of 0", { resetAfter: Duration.zero }, "resetAfter 0 must be above 0"]
+  ] as const)("refuses a backoff with %s (InvalidBackoff)", (_, backoff, says) => {
+    expect(() => Listener.make("l", body, { backoff })).toThrow(Listener.InvalidBackoff)
+    expect(() => Listener.make("l", body, { backoff })).toThrow(`listener "l" has an invalid backoff: ${says}`)
+  })
+
+  it("takes the default backoff and one that only sets some of it", () => {
+    expect(Listener.make("l", body).backoff).toEqual(Listener.defaultBackoff)
+    expect(Listener.make("l", body, { backoff: { initial: Duration.millis(5) } }).backoff.initial).toEqual(Duration.millis(5))
+  })
 })
