@@ -3,7 +3,6 @@
  * checks that turn a bad value into one clear line.
  */
 import { Data, Duration } from "effect"
-import { plan } from "./DepositGenerator.js"
 
 /** One validator leaving the validator set and coming back, to show listeners stopping and resuming. */
 export interface SeatChange {
@@ -97,16 +96,21 @@ export const validate = (config: DevnetConfig): InvalidDevnetConfig | undefined 
     })
   }
   if (!config.follow) {
-    // One deposit tx a block time, each credited after its confirmations; the run also waits for
-    // the seat to come back. Fewer blocks than that can only end in `DevnetTimeout`.
-    const txs = plan(config.deposits).length
-    const least = Math.max(txs + config.confirmations, seat === undefined ? 1 : Number(seat.regainAt) + 1)
-    if (config.maxBlocks < least) {
+    // Each block mines one Ethereum block: a deposit is credited no sooner than its confirmations
+    // in blocks (however fast the deposits were sent), and the run also waits for the seat to come
+    // back. Fewer blocks than that can only end in `DevnetTimeout`.
+    const needs: Array<{ readonly blocks: number; readonly why: string }> = []
+    if (config.deposits > 0) {
+      needs.push({ blocks: config.confirmations, why: `a deposit's ${config.confirmations} confirmations` })
+    }
+    if (seat !== undefined) {
+      needs.push({ blocks: Number(seat.regainAt) + 1, why: `the seat given back at block ${seat.regainAt}` })
+    }
+    const most = needs.reduce((a, b) => (b.blocks > a.blocks ? b : a), { blocks: 1, why: "" })
+    if (config.maxBlocks < most.blocks) {
       return new InvalidDevnetConfig({
         setting: "--max-blocks",
-        reason: `${config.maxBlocks} is too few: ${config.deposits} deposits in ${txs} txs, one a block, with ` +
-          `${config.confirmations} confirmations${seat === undefined ? "" : ` and the seat given back at block ${seat.regainAt}`} ` +
-          `need more than ${least - 1} blocks`
+        reason: `${config.maxBlocks} is too few: at least ${most.blocks} blocks are needed for ${most.why}`
       })
     }
   }
