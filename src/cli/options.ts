@@ -14,6 +14,7 @@
 import { Config, Data, Effect, Option } from "effect"
 import { existsSync, statSync } from "node:fs"
 import { dirname, resolve } from "node:path"
+import type { InvalidDevnetConfig } from "../devnet/DevnetConfig.js"
 import { type ConfigFileError, loadConfigFile } from "../extensions/configFile.js"
 import {
   decodeEthDepositsConfig,
@@ -35,14 +36,15 @@ export class UsageError extends Data.TaggedError("UsageError")<{
 }
 
 /** The errors that mean "the user asked for something that cannot work" (exit code 2). */
-export type BadInput = UsageError | InvalidConfig | ConfigFileError
+export type BadInput = UsageError | InvalidConfig | ConfigFileError | InvalidDevnetConfig
 
 const badInputTags: ReadonlySet<string> = new Set([
   "UsageError",
   "InvalidConfig",
   "ConfigFileUnreadable",
   "ConfigFileSyntaxError",
-  "ConfigFileInvalid"
+  "ConfigFileInvalid",
+  "InvalidDevnetConfig"
 ])
 
 /** Whether `error` is bad input (exit 2) rather than a failure while running (exit 1). */

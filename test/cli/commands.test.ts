@@ -353,6 +353,7 @@ describe("kwil-listeners bad input", () => {
         { args: ["listen", "--rpc", rpc, "--contract", contract, "--db", join(dir, "missing", "x.db")], says: ["--db", "does not exist"] },
         { args: ["inspect", "--db", join(dir, "none.db")], says: ["--db", "none.db", "no such file"] },
         { args: ["inspect", "--db", badToml], says: ["--db", "bad.toml", "is not a SQLite database"] },
+        { args: ["devnet", "--max-blocks", "5"], says: ["--max-blocks", "5 is too few", "the seat given back at block 12"] },
         { args: ["nonsense"], says: ["'nonsense' is not a command", "devnet", "listen"] }
       ]
       const runs = yield* Effect.forEach(cases, (c) => cli(c.args, c.env === undefined ? {} : { env: c.env }), { concurrency: 6 })
