@@ -133,8 +133,11 @@ const metrics = (port: Option.Option<number>) =>
           port,
           health: Effect.provide(health, context),
           // Each validator runs its own listeners: their states carry its identity.
-          beforeScrape: Effect.forEach(devnet.validators, (v) =>
-            v.run(MetricsServer.recordListenerStates).pipe(Effect.tagMetrics("validator", v.identity)), { discard: true })
+          beforeScrape: Effect.forEach(
+            devnet.validators,
+            (v) => v.run(MetricsServer.recordListenerStates).pipe(Effect.tagMetrics("validator", v.identity)),
+            { discard: true }
+          )
         })
         yield* Effect.flatMap(Progress, (p) => p.note(`metrics: ${address.url}/metrics and ${address.url}/health`))
       })

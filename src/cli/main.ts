@@ -55,7 +55,8 @@ const describeFailure = (
       : String(error)
     // Some errors keep the reason in their cause (`SqlError`: "Failed to prepare statement").
     const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message.trim() : ""
-    return { line: cause === "" || message.includes(cause) ? message : `${message.trim()}: ${cause}`, code: exitCodes.failure }
+    const line = cause === "" || message.includes(cause) ? message : `${message.trim()}: ${cause}`
+    return { line, code: exitCodes.failure }
   }
   return { line: Cause.pretty(cause), code: exitCodes.failure }
 }

@@ -330,8 +330,9 @@ export class EthereumClient extends Context.Tag("kwil-listeners/EthereumClient")
    * Runs `unit` on one node: every call of this client inside it (`block`, `getLogs`...) goes to
    * the same URL, so its answers are of one chain view. With several URLs they are tried in order
    * and a failure of any step moves the whole unit to the next URL; when every URL failed, it
-   * fails with the first range refusal (`RangeTooLarge`, so the caller shrinks the range) or else
-   * the last URL's error. Inside a unit already pinned, and with a single URL, it is `unit`.
+   * fails with the first range refusal (`RangeTooLarge`, so the caller shrinks the range), else
+   * the last error of a URL of this chain (not a `ChainMismatch`), else the last error. Inside a
+   * unit already pinned, and with a single URL, it is `unit`.
    * The pin is a `FiberRef`: calls the unit forks and joins (`Effect.all` with concurrency) inherit it.
    */
   readonly sameNode: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
@@ -397,7 +398,8 @@ export const make = (options: Options) => Effect.gen(function*() {
     options: { signal: AbortSignal }
   ) => Promise<unknown>
   const raw = client.request as unknown as Raw
-  // One client per URL: with several URLs every call goes to one known URL (ws transports share the fallback's cached sockets).
+  // One client per URL: with several URLs every call goes to one known URL (ws transports share
+  // the fallback's cached sockets; the fallback itself only carries the new-heads subscription).
   const perNode: ReadonlyArray<Raw> = transports.length === 1
     ? [raw]
     : transports.map((t) => createPublicClient({ transport: t, cacheTime: 0 }).request as unknown as Raw)

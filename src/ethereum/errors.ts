@@ -141,8 +141,9 @@ export class BlockTagUnsupported extends Data.TaggedError("BlockTagUnsupported")
 
 /**
  * Two of the client's URLs serve different chains: one of them is misconfigured. The URL was
- * asked for its chain id before its first use and is never used (calls move to the next URL);
- * a call fails with this when no other URL could serve it.
+ * asked for its chain id before its first use and is never used: a call moves on to the next URL
+ * (and, failing everywhere, reports another URL's error), and a new-heads subscription on it
+ * fails with this. It is logged as an error when found.
  */
 export class ChainMismatch extends Data.TaggedError("ChainMismatch")<{
   /** The URL refused (redacted). */
