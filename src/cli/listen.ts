@@ -12,7 +12,7 @@
  */
 import { Command, Options } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
-import { Cause, Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { Duration, Effect, Fiber, Layer, Option } from "effect"
 import * as Node from "../../layers/Node.js"
 import { EventStore } from "../events/EventStore.js"
 import { EthereumClient, type EthLog } from "../ethereum/EthereumClient.js"
@@ -22,6 +22,7 @@ import * as EthDeposits from "../extensions/ethDeposits.js"
 import * as Checkpoints from "../extensions/ethDepositsCheckpoint.js"
 import type { EthDepositsConfig } from "../extensions/ethDepositsConfig.js"
 import { ListenerContext } from "../listener/Listener.js"
+import { endedCleanly } from "../listener/ListenerManager.js"
 import { ResolutionRegistry } from "../voting/ResolutionRegistry.js"
 import * as Health from "./Health.js"
 import * as CliOptions from "./options.js"
@@ -174,7 +175,7 @@ export const run = (settings: ListenSettings) => {
       // No manager here: the listener's state is its fiber's.
       const state = Effect.map(Fiber.poll(listener), Option.match({
         onNone: () => "running" as const,
-        onSome: (exit) => Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause) ? "stopped" as const : "failed" as const
+        onSome: (exit) => endedCleanly(exit) ? "stopped" as const : "failed" as const
       }))
       const address = yield* MetricsServer.serve({
         port: settings.metricsPort.value,

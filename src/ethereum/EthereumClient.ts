@@ -26,6 +26,7 @@ import {
   Metric,
   MetricLabel,
   Option,
+  Predicate,
   Redacted,
   Ref,
   Schedule,
@@ -356,10 +357,8 @@ export interface Options {
   readonly pollingInterval?: Duration.DurationInput
 }
 
-const hasTag = (error: unknown, tag: string): boolean =>
-  typeof error === "object" && error !== null && "_tag" in error && error._tag === tag
-const isRangeTooLarge = (error: unknown): boolean => hasTag(error, "RangeTooLarge")
-const isChainMismatch = (error: unknown): boolean => hasTag(error, "ChainMismatch")
+const isRangeTooLarge = Predicate.isTagged("RangeTooLarge")
+const isChainMismatch = Predicate.isTagged("ChainMismatch")
 
 /** Of an earlier URL's error and a later one's, the one a call that failed on every URL reports (see `onFirstNode`). */
 const moreTelling = <E>(earlier: E, later: E): E => {
@@ -501,7 +500,8 @@ export const make = (options: Options) => Effect.gen(function*() {
 
   /**
    * One JSON-RPC call (see `callOn`): through the only URL; with several, on the URL `sameNode`
-   * pinned, else on the first URL that answers it; never on a URL before its chain id is checked.
+   * pinned, else on the first URL that answers it; never on a URL before its chain id is checked
+   * (once checked, that is a `Ref` read).
    */
   const call = <A, I>(
     method: string,
@@ -605,7 +605,14 @@ export const make = (options: Options) => Effect.gen(function*() {
   }
 
   return EthereumClient.of({
-    chainId: call("eth_chainId", [], SmallQuantity).pipe(Effect.map(Number)),
+    // With several URLs, the chain id is what the first URL that answers was checked to serve.
+    chainId: perNode.length === 1
+      ? call("eth_chainId", [], SmallQuantity).pipe(Effect.map(Number))
+      : Effect.flatMap(FiberRef.get(pinned), (node) => {
+        const checked = (n: number) =>
+          Effect.zipRight(admitted(n), Effect.map(Ref.get(chains), (known) => known[n] as number))
+        return node === undefined ? onFirstNode(checked) : checked(node)
+      }),
     headNumber,
     block,
     getLogs,

@@ -184,8 +184,9 @@ interface Ran {
   readonly ranFor: number
 }
 
-/** The run ended without a failure: it returned, or it was stopped. */
-const clean = (exit: Exit.Exit<void, unknown>): boolean => Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)
+/** A listener's run ended without a failure: it returned, or it was stopped. */
+export const endedCleanly = (exit: Exit.Exit<void, unknown>): boolean =>
+  Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)
 
 const make = Effect.gen(function*() {
   const registry = yield* ListenerRegistry
@@ -315,22 +316,23 @@ const make = Effect.gen(function*() {
       return Effect.flatMap(Effect.exit(restore(run)), (exit) => ended(p, startedAt, exit))
     })
 
+  /** Trips the manager: `listener` failed under the `shutdown` policy. */
+  const shutDown = (listener: string, cause: Cause.Cause<unknown>) =>
+    Deferred.fail(tripped, new ListenerShutdown({ listener, error: describe(cause), cause }))
+
   /** After a failed run: what the listener's policy says, run after run while it says restart. */
   const afterFailure = (p: Prepared, failed: Ran): Effect.Effect<void, never, Given> =>
     Effect.gen(function*() {
       // Made on the first failure only: most runs never need it.
       let backoff: Schedule.ScheduleDriver<Duration.Duration, unknown> | undefined
       let ran = failed
-      while (!clean(ran.exit)) {
+      while (!endedCleanly(ran.exit)) {
         const cause = (ran.exit as Exit.Failure<void, unknown>).cause
         switch (p.listener.onFailure) {
           case "stop":
             return
           case "shutdown":
-            yield* Deferred.fail(
-              tripped,
-              new ListenerShutdown({ listener: p.listener.name, error: describe(cause), cause })
-            )
+            yield* shutDown(p.listener.name, cause)
             return
           case "restart":
             backoff ??= yield* Schedule.driver(backoffSchedule(p.listener.backoff))
@@ -350,7 +352,7 @@ const make = Effect.gen(function*() {
 
   /** Runs a listener until it returns, is stopped, or fails in a way its policy does not retry. */
   const supervise = (p: Prepared, scope: Scope.CloseableScope): Effect.Effect<void, never, Given> =>
-    Effect.flatMap(runOnce(p, scope), (ran) => clean(ran.exit) ? Effect.void : afterFailure(p, ran))
+    Effect.flatMap(runOnce(p, scope), (ran) => endedCleanly(ran.exit) ? Effect.void : afterFailure(p, ran))
 
   /** Keeps `fiber` in `live` until it ends. */
   const track = (name: string, fiber: Fiber.RuntimeFiber<void>) => {
@@ -375,9 +377,7 @@ const make = Effect.gen(function*() {
       metrics.failures.unsafeUpdate(1, labels)
       return Effect.logError(`listener could not be prepared (policy ${listener.onFailure})`, cause).pipe(
         Effect.zipRight(
-          listener.onFailure === "shutdown"
-            ? Deferred.fail(tripped, new ListenerShutdown({ listener: listener.name, error, cause }))
-            : Effect.void
+          listener.onFailure === "shutdown" ? shutDown(listener.name, cause) : Effect.void
         ),
         Effect.asVoid,
         Effect.annotateLogs("listener", listener.name)

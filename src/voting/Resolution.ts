@@ -23,14 +23,22 @@ export class InvalidResolution extends Data.TaggedError("InvalidResolution")<{
   }
 }
 
+/** Why `threshold` is not a fraction of at most 1, or `undefined`. */
+const thresholdProblem = (threshold: Fraction): string | undefined => {
+  const { denominator: d, numerator: n } = threshold
+  if (typeof n !== "bigint" || typeof d !== "bigint") return "its numerator and denominator must be bigints"
+  if (d <= 0n) return `${n}/${d}: the denominator must be positive`
+  if (n < 0n) return `${n}/${d}: the numerator must not be negative`
+  if (n > d) return `${n}/${d}: a threshold cannot exceed 1`
+  return undefined
+}
+
 /** `numerator / denominator`; throws on a zero denominator, a negative part or a value over 1. */
 export const fraction = (numerator: bigint | number, denominator: bigint | number): Fraction => {
-  const n = BigInt(numerator)
-  const d = BigInt(denominator)
-  if (d <= 0n) throw new RangeError(`fraction ${n}/${d}: the denominator must be positive`)
-  if (n < 0n) throw new RangeError(`fraction ${n}/${d}: the numerator must not be negative`)
-  if (n > d) throw new RangeError(`fraction ${n}/${d}: a threshold cannot exceed 1`)
-  return { numerator: n, denominator: d }
+  const threshold = { numerator: BigInt(numerator), denominator: BigInt(denominator) }
+  const problem = thresholdProblem(threshold)
+  if (problem !== undefined) throw new RangeError(`fraction ${problem}`)
+  return threshold
 }
 
 /** The power needed to reach `threshold` of `total`: `ceil(total * numerator / denominator)`. */
@@ -98,16 +106,6 @@ export const defaults = {
  * SQLite integer, and stays within its 64 bits for every height below 2^62.
  */
 export const maxExpirationPeriod = 1n << 62n
-
-/** Why `threshold` cannot be used (as `fraction` refuses), or `undefined`. */
-const thresholdProblem = (threshold: Fraction): string | undefined => {
-  const { denominator: d, numerator: n } = threshold
-  if (typeof n !== "bigint" || typeof d !== "bigint") return "its numerator and denominator must be bigints"
-  if (d <= 0n) return `${n}/${d}: the denominator must be positive`
-  if (n < 0n) return `${n}/${d}: the numerator must not be negative`
-  if (n > d) return `${n}/${d}: a threshold cannot exceed 1`
-  return undefined
-}
 
 /**
  * Defines a resolution type; omitted thresholds and period take Kwil's defaults. Throws
