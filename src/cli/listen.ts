@@ -16,6 +16,7 @@ import { Duration, Effect, Fiber, Layer, Option } from "effect"
 import * as Node from "../../layers/Node.js"
 import { EventStore } from "../events/EventStore.js"
 import { EthereumClient, type EthLog } from "../ethereum/EthereumClient.js"
+import type { Checkpoint } from "../ethereum/LogFollower.js"
 import * as Retry from "../ethereum/Retry.js"
 import { CreditAccount, creditAccount, type Payload } from "../extensions/creditAccount.js"
 import * as EthDeposits from "../extensions/ethDeposits.js"
@@ -119,10 +120,11 @@ export const run = (settings: ListenSettings) => {
 
     // Where the listener starts (as it computes it) and where `--once` stops.
     const floor = config.startingHeight - 1n
-    const reached = Effect.map(
-      Checkpoints.readCheckpoint(store.kv),
-      Option.match({ onNone: () => floor, onSome: (c) => (c.height > floor ? c.height : floor) })
-    )
+    const heightOf = Option.match({
+      onNone: () => floor,
+      onSome: (c: Checkpoint) => (c.height > floor ? c.height : floor)
+    })
+    const reached = Effect.map(Checkpoints.readCheckpoint(store.kv), heightOf)
     const { chainId, target } = yield* Effect.all({
       chainId: Effect.flatMap(EthereumClient, (client) => client.chainId).pipe(
         Retry.healable({ maxRetries: config.maxRetries })
@@ -131,10 +133,9 @@ export const run = (settings: ListenSettings) => {
     }).pipe(Effect.provide(EthereumClient.layer({ urls: config.rpcProviders })))
     // The stored checkpoint must be this chain's and contract's before `--once` may call it caught
     // up: the listener checks the same as it starts, but the loop below could end before it did.
-    yield* store.transaction(
-      Checkpoints.claimSource(store.kv, { chainId: BigInt(chainId), contract: config.contractAddress })
+    const from = heightOf(
+      yield* Checkpoints.resumePoint(store, { chainId: BigInt(chainId), contract: config.contractAddress })
     )
-    const from = yield* reached
     yield* Effect.logInfo(`listening for deposits to ${config.contractAddress}`).pipe(
       Effect.annotateLogs({ db: settings.db, from: String(from + 1n), confirmedHead: String(target) })
     )

@@ -253,8 +253,7 @@ const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: O
     const retry = { ...options.retry, maxRetries: config.maxRetries }
     const chainId = BigInt(yield* Retry.healable(retry)(client.chainId))
 
-    yield* store.transaction(Checkpoints.claimSource(store.kv, { chainId, contract: config.contractAddress }))
-    const stored = yield* Checkpoints.readCheckpoint(store.kv)
+    const stored = yield* Checkpoints.resumePoint(store, { chainId, contract: config.contractAddress })
     const start = LogFollower.startAt(config.startingHeight)
     const from = Option.match(stored, {
       onNone: () => start,

@@ -21,6 +21,7 @@
 import { Data, Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { Hash } from "viem"
 import type { EventStoreError, EventStoreService } from "../events/EventStore.js"
+import * as EventType from "../events/EventType.js"
 import { Hash32, hash32 } from "../ethereum/EthereumClient.js"
 import type { Checkpoint } from "../ethereum/LogFollower.js"
 
@@ -37,16 +38,13 @@ const CheckpointJson = Schema.Struct({
   hash: Schema.optional(Hash32)
 })
 
-const Utf8 = Schema.transform(Schema.Uint8ArrayFromSelf, Schema.String, {
-  strict: true,
-  decode: (bytes) => new TextDecoder("utf-8", { fatal: true }).decode(bytes),
-  encode: (s) => new TextEncoder().encode(s)
-})
-
-/** `Uint8Array <-> Checkpoint`. */
-export const CheckpointBytes = Schema.compose(Utf8, Schema.parseJson(CheckpointJson))
+/**
+ * `Uint8Array <-> Checkpoint`, through `EventType.json`'s UTF-8 JSON step: bytes that are not
+ * UTF-8 fail the decode (a `CorruptCheckpoint`) rather than throw.
+ */
+export const CheckpointBytes = EventType.json(CheckpointJson)
 /** `Uint8Array <-> ReadonlyArray<Checkpoint>`. */
-export const HistoryBytes = Schema.compose(Utf8, Schema.parseJson(Schema.Array(CheckpointJson)))
+export const HistoryBytes = EventType.json(Schema.Array(CheckpointJson))
 
 /** The KV key of the chain and contract the checkpoint belongs to. */
 export const sourceKey = "source"
@@ -58,7 +56,7 @@ export interface Source {
   readonly contract: string
 }
 
-const SourceBytes = Schema.compose(Utf8, Schema.parseJson(Schema.Struct({ chainId: Schema.BigInt, contract: Schema.String })))
+const SourceBytes = EventType.json(Schema.Struct({ chainId: Schema.BigInt, contract: Schema.String }))
 
 /** The stored checkpoint is of another chain or contract than this run's: resuming from it would skip blocks. */
 export class CheckpointOfAnotherSource extends Data.TaggedError("CheckpointOfAnotherSource")<{
@@ -153,6 +151,17 @@ export const readCheckpoint = (kv: Kv) =>
     onNone: () => Effect.succeed(Option.none<Checkpoint>()),
     onSome: (bytes) => Effect.map(decodeCheckpoint(bytes), Option.some)
   }))
+
+/**
+ * Where a run of `source` resumes: the stored checkpoint, if any, once `claimSource` has checked
+ * (or recorded) that it is `source`'s. One transaction, so a checkpoint that cannot be read
+ * leaves nothing recorded: the run fails with `CorruptCheckpoint` and the store is as it was.
+ */
+export const resumePoint = (
+  store: Pick<EventStoreService, "kv" | "transaction">,
+  source: Source
+): Effect.Effect<Option.Option<Checkpoint>, EventStoreError | CorruptCheckpoint | CheckpointOfAnotherSource> =>
+  store.transaction(Effect.zipRight(claimSource(store.kv, source), readCheckpoint(store.kv)))
 
 /** The stored history (empty when none). */
 export const readHistory = (kv: Kv) =>

@@ -181,6 +181,22 @@ describe("kwil-listeners listen and inspect on anvil", () => {
       expect(text.code).toBe(0)
       expect(text.stdout).toContain("events (6)")
       expect(text.stdout).toContain("balances (0)")
+
+      // A checkpoint that is not UTF-8 (its source gone): refused with the key and a way out, and
+      // nothing recorded (the source claim is rolled back with it).
+      const kv = (statement: (sql: SqlClient.SqlClient) => Effect.Effect<unknown, unknown>) =>
+        Effect.scoped(Effect.flatMap(
+          Effect.flatMap(Layer.build(Node.database(db)), (context) => Effect.provide(SqlClient.SqlClient, context)),
+          statement
+        ))
+      yield* kv((sql) => sql`UPDATE kv SET value = ${new Uint8Array([0xff, 0xfe])} WHERE key = 'checkpoint'`)
+      yield* kv((sql) => sql`DELETE FROM kv WHERE key = 'source'`)
+      const corrupt = yield* cli(["listen", "--once", ...flags])
+      expect(corrupt.code).toBe(1)
+      expect(corrupt.stderr).toContain(`stored "checkpoint" cannot be decoded`)
+      expect(corrupt.stderr).not.toContain("caught up")
+      const sources = yield* kv((sql) => sql`SELECT value FROM kv WHERE key = 'source'`)
+      expect(sources).toEqual([])
     }), { timeout: 120_000 })
 
   it.scopedLive("environment variables and a TOML config file configure listen (flag > env > file)", () =>

@@ -163,6 +163,15 @@ describe("checkpoint codec", () => {
     const bad = Checkpoints.decodeCheckpoint(new TextEncoder().encode(`{"height":"x"}`))
     expect(Either.isLeft(bad) && bad.left.message).toMatch(/"checkpoint" cannot be decoded.*delete that KV key/)
   })
+
+  it("refuses bytes that are not UTF-8 as a corrupt value, without throwing", () => {
+    const notUtf8 = new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])
+    const checkpoint = Checkpoints.decodeCheckpoint(notUtf8)
+    expect(Either.isLeft(checkpoint) && checkpoint.left).toMatchObject({ _tag: "CorruptCheckpoint", key: "checkpoint" })
+    expect(Either.isLeft(checkpoint) && checkpoint.left.detail).toMatch(/not UTF-8/)
+    const history = Checkpoints.decodeHistory(notUtf8)
+    expect(Either.isLeft(history) && history.left).toMatchObject({ _tag: "CorruptCheckpoint", key: "history" })
+  })
 })
 
 /**
@@ -337,6 +346,28 @@ describe("the listener, without a chain", () => {
         expect(error.message).toContain("contract_address")
       }
       expect(chain.requests).toHaveLength(before)
+    }).pipe(Effect.provide(setup(section({ starting_height: "0" })))))
+
+  it.effect("a stored checkpoint or source that is not UTF-8 fails the run with CorruptCheckpoint, and changes nothing", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(20)
+      const store = yield* EventStore
+      const listener = EthDeposits.makeEthDeposits({ client: () => chain.layer })
+      const notUtf8 = new Uint8Array([0xff, 0xfe, 0xfd])
+      for (const key of [Checkpoints.checkpointKey, Checkpoints.sourceKey]) {
+        yield* store.kv.delete(Checkpoints.checkpointKey)
+        yield* store.kv.delete(Checkpoints.sourceKey)
+        yield* store.kv.set(key, notUtf8)
+        const error = yield* Effect.flip(Effect.scoped(listener.run))
+        expect(error, key).toMatchObject({ _tag: "CorruptCheckpoint", key })
+        expect(error.message).toContain("delete that KV key")
+        // Nothing recorded: the source claim is rolled back with the unreadable checkpoint.
+        for (const other of [Checkpoints.checkpointKey, Checkpoints.sourceKey]) {
+          expect(yield* store.kv.get(other), other).toEqual(other === key ? Option.some(notUtf8) : Option.none())
+        }
+      }
+      expect(chain.requests).toHaveLength(0)
+      expect(yield* store.kv.get(Checkpoints.historyKey)).toEqual(Option.none())
     }).pipe(Effect.provide(setup(section({ starting_height: "0" })))))
 })
 
