@@ -60,23 +60,27 @@ export const resolveInOrder = (confirmed: ReadonlyArray<Confirmed>, height: bigi
       approvedPower: approved
     })
 
-    // Suspended: whatever an event type's decode does (even throw), it is this item's failure.
+    /**
+     * The outcome of the effect `make` builds, built when it runs: whatever an event type of the
+     * node's own does as it is called (even throw), it is the attempt's failure, not the block's.
+     */
+    const outcome = <A, E, R>(make: () => Effect.Effect<A, E, R>) => Effect.exit(Effect.suspend(make))
+
     const attempt = (item: Confirmed) =>
-      Effect.exit(Effect.suspend(() =>
+      outcome(() =>
         Effect.flatMap(item.resolution.type.decode(item.body), (payload) => item.resolution.resolve(payload, contextOf(item)))
-      ))
+      )
 
     /** `confirmed[from, to)`, all of one resolution with `resolveAll`, in one call. */
-    const attemptAll = (from: number, to: number) => {
-      const items = confirmed.slice(from, to)
-      const resolution = items[0]!.resolution
-      return Effect.exit(
-        Effect.flatMap(
+    const attemptAll = (from: number, to: number) =>
+      outcome(() => {
+        const items = confirmed.slice(from, to)
+        const resolution = items[0]!.resolution
+        return Effect.flatMap(
           resolution.type.decodeAll(items.map((item) => item.body)),
           (payloads) => resolution.resolveAll!(payloads.map((payload, k) => ({ payload, context: contextOf(items[k]!) })))
         )
-      )
-    }
+      })
 
     /** Where consecutive resolutions that one `resolveAll` call can apply, from `from`, end (before `end`). */
     const groupEnd = (from: number, end: number): number => {

@@ -17,7 +17,9 @@ import {
   observe,
   runBlock,
   tally,
+  Tally,
   tallyCalls,
+  tallyResolution,
   validators,
   wayward
 } from "./harness.js"
@@ -293,6 +295,32 @@ describe("VoteLedger lifecycle", () => {
       expect(b2.resolved).toEqual([ids[0]])
       expect(b2.failures.map((f) => f.id)).toEqual([ids[1]])
       expect(yield* node.run(balanceOf("acct-1"))).toBe(1n)
+    }))
+
+  it.scoped("an event type of the node's own whose decodeAll throws: its run is applied one resolve at a time", () =>
+    Effect.gen(function*() {
+      // Made by hand: decodeAll throws as it is called (decode works), and the type has resolveAll.
+      const ThrowingAll: typeof Tally = {
+        ...Tally,
+        name: "throwing-all",
+        decodeAll: () => {
+          throw new Error("decodeAll threw")
+        }
+      }
+      const throwingAll = Resolution.make({
+        type: ThrowingAll,
+        resolve: tallyResolution.resolve,
+        resolveAll: tallyResolution.resolveAll!
+      })
+      const node = yield* makeNode("A", {}, [...defaultResolutions, throwingAll])
+      const events = yield* Effect.all(Array.from({ length: 4 }, (_, n) => tally(n)))
+      const bodies = events.map((e) => ({ ...e, type: ThrowingAll.name }))
+      const ids = bodies.map(idOf)
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A", "B"), bodies }))
+      const b2 = yield* node.run(runBlock({ height: 2n, proposer: "A", votes: [{ sender: "B", ids }] }))
+      expect(b2.resolved).toEqual([...ids].sort())
+      expect(b2.failures).toEqual([])
+      for (let n = 0; n < 4; n++) expect(yield* node.run(balanceOf(`acct-${n}`))).toBe(1n)
     }))
 
   it.scoped("applies many resolutions with scattered failures exactly as one savepoint each would", () =>
