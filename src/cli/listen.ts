@@ -114,6 +114,13 @@ export const run = (settings: ListenSettings) => {
   let printed = 0
   return Effect.scoped(Effect.gen(function*() {
     const { config } = settings
+    // The chain first: an RPC that cannot be reached leaves no database behind.
+    const { chainId, target } = yield* Effect.all({
+      chainId: Effect.flatMap(EthereumClient, (client) => client.chainId).pipe(
+        Retry.healable({ maxRetries: config.maxRetries })
+      ),
+      target: confirmedHead(config)
+    }).pipe(Effect.provide(EthereumClient.layer({ urls: config.rpcProviders })))
     const context = yield* Layer.build(storage(settings.db))
     const sql = yield* Effect.provide(SqlClient.SqlClient, context)
     const store = yield* Effect.provide(EventStore, context)
@@ -125,12 +132,6 @@ export const run = (settings: ListenSettings) => {
       onSome: (c: Checkpoint) => (c.height > floor ? c.height : floor)
     })
     const reached = Effect.map(Checkpoints.readCheckpoint(store.kv), heightOf)
-    const { chainId, target } = yield* Effect.all({
-      chainId: Effect.flatMap(EthereumClient, (client) => client.chainId).pipe(
-        Retry.healable({ maxRetries: config.maxRetries })
-      ),
-      target: confirmedHead(config)
-    }).pipe(Effect.provide(EthereumClient.layer({ urls: config.rpcProviders })))
     // The stored checkpoint must be this chain's and contract's before `--once` may call it caught
     // up: the listener checks the same as it starts, but the loop below could end before it did.
     const from = heightOf(

@@ -387,6 +387,24 @@ describe("kwil-listeners bad input", () => {
       expect(existsSync(join(dir, "none.db"))).toBe(false)
     }), { timeout: 300_000 })
 
+  it.scopedLive("an RPC that cannot be reached: exit 1 with its reason, and no database left behind", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const config = join(dir, "node.toml")
+      writeFileSync(config, [
+        "[app.extensions.eth_deposits]",
+        `rpc_provider = "${rpc}"`,
+        `contract_address = "${contract}"`,
+        "max_retries = 0",
+        ""
+      ].join("\n"))
+      const db = join(dir, "new.db")
+      const run = yield* cli(["listen", "--config", config, "--db", db])
+      expect(run.code, run.stderr).toBe(1)
+      expect(run.stderr).toMatch(/^kwil-listeners: .*127\.0\.0\.1:1/m)
+      expect(existsSync(db)).toBe(false)
+    }))
+
   it.scopedLive("any other failure exits 1 with its reason, also when the error keeps it in its cause (a SqlError)", () =>
     Effect.gen(function*() {
       const db = join(yield* tempDir, "broken.db")
