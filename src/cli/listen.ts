@@ -74,20 +74,41 @@ export const depositText = (d: DepositLine): string =>
 const logKey = (txHash: string, logIndex: number) => `${txHash.toLowerCase()}:${logIndex}`
 
 /**
- * The listener's client, remembering the block of every log it fetched (until printed): the
- * `credit_account` payload has no block number, and the printed line shows it.
+ * The block of every log the listener fetched, kept until its deposit is printed: the
+ * `credit_account` payload has no block number, and the printed line shows it. A log fetched but
+ * never stored (a malformed one, skipped; one of an orphaned block) is forgotten once the
+ * checkpoint has passed its block, so a long run does not keep them all.
  */
-const clientRecordingBlocks = (blocks: Map<string, bigint>) => (config: EthDepositsConfig) =>
+export const makeLogBlocks = () => {
+  const blocks = new Map<string, bigint>()
+  return {
+    record: (logs: ReadonlyArray<EthLog>): void => {
+      for (const log of logs) blocks.set(logKey(log.transactionHash, log.logIndex), log.blockNumber)
+    },
+    /** The block of a stored log, forgotten as it is read (it is printed once). */
+    take: (txHash: string, logIndex: number): Option.Option<bigint> => {
+      const key = logKey(txHash, logIndex)
+      const block = blocks.get(key)
+      blocks.delete(key)
+      return Option.fromNullable(block)
+    },
+    /** Forgets the logs of blocks up to `height`: call it once every event up to there is printed. */
+    forgetUpTo: (height: bigint): void => {
+      for (const [key, block] of blocks) if (block <= height) blocks.delete(key)
+    },
+    size: (): number => blocks.size
+  }
+}
+type LogBlocks = ReturnType<typeof makeLogBlocks>
+
+/** The listener's client, recording the block of every log it fetches in `blocks`. */
+const clientRecordingBlocks = (blocks: LogBlocks) => (config: EthDepositsConfig) =>
   Layer.effect(
     EthereumClient,
     Effect.map(EthereumClient, (client) =>
       EthereumClient.of({
         ...client,
-        getLogs: (params) =>
-          Effect.tap(client.getLogs(params), (logs: ReadonlyArray<EthLog>) =>
-            Effect.sync(() => {
-              for (const log of logs) blocks.set(logKey(log.transactionHash, log.logIndex), log.blockNumber)
-            }))
+        getLogs: (params) => Effect.tap(client.getLogs(params), (logs) => Effect.sync(() => blocks.record(logs)))
       }))
   ).pipe(Layer.provide(EthereumClient.layer({ urls: config.rpcProviders })))
 
@@ -142,7 +163,7 @@ export const run = (settings: ListenSettings) => {
     )
 
     // Print every row stored after the ones present now, in insertion order.
-    const blocks = new Map<string, bigint>()
+    const blocks = makeLogBlocks()
     let cursor = (yield* sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM events`)[0]?.seq ?? 0
     const drain: Effect.Effect<void, unknown> = Effect.gen(function*() {
       for (;;) {
@@ -190,8 +211,11 @@ export const run = (settings: ListenSettings) => {
     const progress = yield* Progress.make({ from, target })
     let catchingUp = true
     for (;;) {
-      yield* drain
+      // The checkpoint first: every event up to it is stored, so the drain prints them all, and
+      // what is left of those blocks was never stored.
       const height = yield* reached
+      yield* drain
+      blocks.forgetUpTo(height)
       if (catchingUp) {
         yield* progress.update(height)
         if (height >= target) {
@@ -250,7 +274,7 @@ const health = (config: EthDepositsConfig, listener: Fiber.Fiber<void, unknown>)
 
 const print = (
   row: { readonly id: string; readonly type: string; readonly body: Uint8Array },
-  blocks: Map<string, bigint>,
+  blocks: LogBlocks,
   json: boolean
 ) =>
   Effect.gen(function*() {
@@ -262,9 +286,7 @@ const print = (
       )
     }
     const payload = yield* CreditAccount.decode(row.body)
-    const key = logKey(payload.txHash, payload.logIndex)
-    const line: DepositLine = { id: row.id, type: row.type, payload, block: Option.fromNullable(blocks.get(key)) }
-    blocks.delete(key)
+    const line: DepositLine = { id: row.id, type: row.type, payload, block: blocks.take(payload.txHash, payload.logIndex) }
     Progress.StderrLine.print(json ? JSON.stringify(depositJson(line)) : depositText(line))
   })
 
