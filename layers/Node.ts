@@ -19,6 +19,7 @@ import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Cause, type ConfigError, Layer } from "effect"
 import type { EventLog } from "../src/events/EventLog.js"
 import { EventStorage, EventStore } from "../src/events/EventStore.js"
+import type { InvalidEventTypeName } from "../src/events/EventType.js"
 import type { Listener } from "../src/listener/Listener.js"
 import { ListenerManager } from "../src/listener/ListenerManager.js"
 import { type DuplicateListener, type InvalidListenerName, ListenerRegistry } from "../src/listener/ListenerRegistry.js"
@@ -109,4 +110,5 @@ export type NodeStartError =
   | InvalidListenerName
   | DuplicateListener
   | DuplicateResolution
+  | InvalidEventTypeName
   | InvalidBroadcasterConfig

@@ -20,7 +20,33 @@ export class PayloadCodecError extends Data.TaggedError("PayloadCodecError")<{
   }
 }
 
-/** Names an event type (and so a resolution type): non-empty, no whitespace. */
+/**
+ * A name no event type may have. An event's id hashes `utf8(name) || 0x00 || body`, so a name
+ * holding NUL, or one whose UTF-8 bytes another name shares, would let two events of different
+ * types share an id (and a proposer pass one off as the other).
+ */
+export class InvalidEventTypeName extends Data.TaggedError("InvalidEventTypeName")<{
+  readonly name: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `invalid event type name ${JSON.stringify(this.name)}: ${this.reason}; ` +
+      `name it with letters, digits and punctuation, as "credit_account"`
+  }
+}
+
+/** Why `name` cannot name an event type, or `undefined` when it can. */
+export const nameProblem = (name: string): string | undefined => {
+  if (name.length === 0) return "it is empty"
+  if (/\s/u.test(name)) return "it contains white space"
+  if (/\p{Cc}/u.test(name)) return "it contains a control character (NUL ends the name in an event's id)"
+  if (/\p{Cs}/u.test(name)) {
+    return "it has a lone surrogate, which UTF-8 cannot hold (names differing only there would share an id)"
+  }
+  return undefined
+}
+
+/** Names an event type (and so a resolution type): see `nameProblem`. */
 export interface EventType<A, I = Uint8Array> {
   readonly name: string
   /** Transforms the payload to the bytes that are stored, voted on and hashed into the id. */
@@ -55,13 +81,15 @@ export type AnyEventType = EventType<any, any>
 
 /**
  * Makes an event type. The schema's encoded side must be `Uint8Array`; for JSON payloads
- * compose with `EventType.json`.
+ * compose with `EventType.json`. Throws `InvalidEventTypeName` for a name that cannot be one.
  */
 export const make = <A>(
   name: string,
   schema: Schema.Schema<A, Uint8Array>,
   options: Options = {}
 ): EventType<A, Uint8Array> => {
+  const problem = nameProblem(name)
+  if (problem !== undefined) throw new InvalidEventTypeName({ name, reason: problem })
   const encoder = parser(Schema.encodeEither(schema), Schema.encode(schema), (cause, index) =>
     new PayloadCodecError({ type: name, direction: "encode", cause, ...(index === undefined ? {} : { index }) }))
   const decoder = parser(Schema.decodeEither(schema), Schema.decode(schema), (cause, index) =>

@@ -3,6 +3,7 @@
  * (`UnknownEventType`), and the vote ledger looks up thresholds and `resolve` here.
  */
 import { Context, Data, Effect, Layer, Option } from "effect"
+import { InvalidEventTypeName, nameProblem } from "../events/EventType.js"
 import type { AnyResolution } from "./Resolution.js"
 
 export class DuplicateResolution extends Data.TaggedError("DuplicateResolution")<{ readonly type: string }> {
@@ -17,7 +18,7 @@ export class ResolutionRegistry extends Context.Tag("kwil-listeners/ResolutionRe
   /** Every registered type name, sorted. */
   readonly types: ReadonlyArray<string>
 }>() {
-  /** A registry holding exactly `resolutions`; fails on two for one type. */
+  /** A registry holding exactly `resolutions`; fails on two for one type, or a type name that cannot be one. */
   static readonly layer = (...resolutions: ReadonlyArray<AnyResolution>) =>
     Layer.effect(ResolutionRegistry, ResolutionRegistry.make(resolutions))
 
@@ -25,6 +26,9 @@ export class ResolutionRegistry extends Context.Tag("kwil-listeners/ResolutionRe
     Effect.gen(function*() {
       const byType = new Map<string, AnyResolution>()
       for (const resolution of resolutions) {
+        // An event type made by hand (not with `EventType.make`) is checked here.
+        const problem = nameProblem(resolution.type.name)
+        if (problem !== undefined) return yield* new InvalidEventTypeName({ name: resolution.type.name, reason: problem })
         if (byType.has(resolution.type.name)) {
           return yield* new DuplicateResolution({ type: resolution.type.name })
         }

@@ -5,6 +5,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import * as EventType from "../../src/events/EventType.js"
+import * as Resolution from "../../src/voting/Resolution.js"
+import { ResolutionRegistry } from "../../src/voting/ResolutionRegistry.js"
 
 /** A type of one-byte bodies whose schema counts its decodes. */
 const counted = (options?: EventType.Options) => {
@@ -42,5 +44,41 @@ describe("EventType.checkAll", () => {
       expect(decodes()).toBe(0)
       // decode itself is unchanged.
       expect(yield* type.decode(Uint8Array.of(7))).toBe(7)
+    }))
+})
+
+describe("event type names", () => {
+  const schema = Schema.Uint8ArrayFromSelf
+  // An id hashes `utf8(name) || 0x00 || body`: "a\0b" with body "c" and "a" with body "b\0c"
+  // would share one; two lone surrogates share the UTF-8 bytes of U+FFFD.
+  const bad = [
+    ["", "empty"],
+    ["credit account", "white space"],
+    ["a\0b", "control character"],
+    ["a\uD800", "lone surrogate"]
+  ] as const
+
+  it.each(bad)("EventType.make refuses %j (%s) with InvalidEventTypeName", (name, says) => {
+    let thrown: unknown
+    try {
+      EventType.make(name, schema)
+    } catch (e) {
+      thrown = e
+    }
+    expect(thrown).toBeInstanceOf(EventType.InvalidEventTypeName)
+    expect((thrown as EventType.InvalidEventTypeName).message).toContain(says)
+  })
+
+  it.effect("the registry refuses a type made by hand with such a name, as the node starts", () =>
+    Effect.gen(function*() {
+      const good = EventType.make("credit_account", schema)
+      for (const [name, says] of bad) {
+        const byHand = Resolution.make({ type: { ...good, name }, resolve: () => Effect.void })
+        const error = yield* Effect.flip(ResolutionRegistry.make([byHand]))
+        expect(error).toMatchObject({ _tag: "InvalidEventTypeName", name })
+        expect(error.message).toContain(says)
+      }
+      // Names in use stay valid, Unicode letters and punctuation included.
+      for (const name of ["credit_account", "eth.deposit-v2", "dépôt", "x:y/z"]) EventType.make(name, schema)
     }))
 })
