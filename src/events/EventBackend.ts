@@ -91,30 +91,35 @@ export const makeStorage = (
     const insertAll = (type: string, bodies: ReadonlyArray<Uint8Array>) =>
       backend.insertAll(bodies.map((body) => EventId.make(type, body)), type, bodies, listener)
 
+    // Every body is checked by the registered type before anything is stored, the typed calls'
+    // too (their encoding is the caller's: a payload that does not round-trip, or a type of the
+    // same name with another schema): a body the resolution could never decode would only be
+    // proposed, voted on and fail in `resolve`.
+    const broadcastRaw: EventStoreService["broadcastRaw"] = (type, body) => {
+      const resolution = registry.get(type)
+      return Option.isNone(resolution)
+        ? unknown(type)
+        : Effect.flatMap(resolution.value.type.decode(body), () => insert(type, body))
+    }
+    const broadcastRawAll: EventStoreService["broadcastRawAll"] = (type, bodies) => {
+      const resolution = registry.get(type)
+      return Option.isNone(resolution)
+        ? unknown(type)
+        : Effect.zipRight(resolution.value.type.checkAll(bodies), insertAll(type, bodies))
+    }
+
     const service: EventStoreService = {
       broadcast: (type, payload) =>
         // Check the type first: an unknown type is the more useful error, and it costs no encoding.
         Option.isNone(registry.get(type.name))
           ? unknown(type.name)
-          : Effect.flatMap(type.encode(payload), (body) => insert(type.name, body)),
-      // Raw bytes are decoded by the registered type before anything is stored: a body the
-      // resolution could never decode would only be proposed, voted on and fail in `resolve`.
-      broadcastRaw: (type, body) => {
-        const resolution = registry.get(type)
-        return Option.isNone(resolution)
-          ? unknown(type)
-          : Effect.flatMap(resolution.value.type.decode(body), () => insert(type, body))
-      },
+          : Effect.flatMap(type.encode(payload), (body) => broadcastRaw(type.name, body)),
+      broadcastRaw,
       broadcastAll: (type, payloads) =>
         Option.isNone(registry.get(type.name))
           ? unknown(type.name)
-          : Effect.flatMap(type.encodeAll(payloads), (bodies) => insertAll(type.name, bodies)),
-      broadcastRawAll: (type, bodies) => {
-        const resolution = registry.get(type)
-        return Option.isNone(resolution)
-          ? unknown(type)
-          : Effect.zipRight(resolution.value.type.checkAll(bodies), insertAll(type, bodies))
-      },
+          : Effect.flatMap(type.encodeAll(payloads), (bodies) => broadcastRawAll(type.name, bodies)),
+      broadcastRawAll,
       kv: {
         get: (key) => backend.kvGet(listener, key),
         set: (key, value) => backend.kvSet(listener, key, value),

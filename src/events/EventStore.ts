@@ -21,7 +21,10 @@ export interface EventStoreService {
   /**
    * Stores an observed event for the network to vote on. Idempotent: the id is derived from the
    * type and the encoded body, so a second broadcast of the same event changes nothing, and an
-   * event the network already processed is dropped silently. Returns the event's id.
+   * event the network already processed is dropped silently. Returns the event's id. The body is
+   * then checked by the registered type, as `broadcastRaw` checks it: a payload that does not
+   * round-trip, or a type of the registered name with another schema, fails with
+   * `PayloadCodecError` and nothing is stored.
    */
   readonly broadcast: <A, I>(
     type: EventType<A, I>,
@@ -38,7 +41,8 @@ export interface EventStoreService {
   /**
    * `broadcast` of many payloads of one type, as one step: every payload is encoded first (the
    * first that cannot be fails with `PayloadCodecError` naming its index, and nothing is stored),
-   * then each is stored as `broadcast` would, in order, with the same ids, counts and logs. For a
+   * then checked as `broadcastRawAll` checks them, then each is stored as `broadcast` would, in
+   * order, with the same ids, counts and logs. For a
    * listener handing over a batch (a range of logs) inside `transaction`: the per-event work is
    * plain code rather than Effect steps. Returns the ids in order.
    */

@@ -387,10 +387,12 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
     transaction,
     log: {
       list: (options) => {
-        // A limit below 1 asks for nothing; no limit (or one that is no number, as the memory
-        // store reads it) is -1, SQLite's "no limit".
+        // A limit below 1 asks for nothing; no limit (or one that is no number, or past what
+        // SQLite's 64-bit LIMIT holds: the memory store reads them all as none) is -1, "no limit".
         if (options?.limit !== undefined && options.limit < 1) return Effect.succeed([])
-        const limit = options?.limit === undefined || !Number.isFinite(options.limit) ? -1 : Math.floor(options.limit)
+        const limit = options?.limit === undefined || !(options.limit <= Number.MAX_SAFE_INTEGER)
+          ? -1
+          : Math.floor(options.limit)
         const rows = options?.voted === undefined
           ? query<EventRow>("list", statements.listAll, [limit])
           : query<EventRow>("list", statements.listVoted, [options.voted ? 1 : 0, limit])

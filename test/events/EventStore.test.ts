@@ -36,8 +36,12 @@ const Checked = EventType.make(
   { accepts: (b) => (b.length === 1 ? undefined : "one byte") }
 )
 
+/** A type whose encoding of NaN (null) its own decoding refuses. */
+const Amount = EventType.make("amount", EventType.json(Schema.Struct({ n: Schema.Number })))
+
 const Registry = ResolutionRegistry.layer(
   Resolution.make({ type: Credit, resolve: () => Effect.void }),
+  Resolution.make({ type: Amount, resolve: () => Effect.void }),
   Resolution.make({ type: EventType.make("other", Schema.Uint8ArrayFromSelf), resolve: () => Effect.void }),
   Resolution.make({ type: Checked, resolve: () => Effect.void })
 )
@@ -106,6 +110,21 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         expect(yield* ids()).toEqual([])
       }))
 
+    test("a typed body the registered type cannot decode is a PayloadCodecError and stores nothing", () =>
+      Effect.gen(function*() {
+        const store = yield* storeOf()
+        // A payload that does not round-trip: NaN is encoded as null, which the schema refuses.
+        const nan = yield* Effect.flip(store.broadcast(Amount, { n: Number.NaN }))
+        expect(nan).toMatchObject({ _tag: "PayloadCodecError", type: "amount", direction: "decode" })
+        // A type of a registered name with another schema: its bodies are not the resolution's.
+        const Impostor = EventType.make("credit_account", EventType.json(Schema.String))
+        const one = yield* Effect.flip(store.broadcast(Impostor, "hello"))
+        expect(one).toMatchObject({ _tag: "PayloadCodecError", type: "credit_account", direction: "decode" })
+        const all = yield* Effect.flip(store.broadcastAll(Impostor, ["a", "b"]))
+        expect(all).toMatchObject({ _tag: "PayloadCodecError", type: "credit_account", direction: "decode", index: 0 })
+        expect(yield* ids()).toEqual([])
+      }))
+
     test("raw bytes its type cannot decode are a PayloadCodecError and store nothing", () =>
       Effect.gen(function*() {
         const store = yield* storeOf()
@@ -125,7 +144,7 @@ const suite = (label: string, fresh: () => StoreLayer) =>
       Effect.gen(function*() {
         const store = yield* storeOf()
         const raw = yield* Effect.flip(store.broadcastRaw("not_registered", bytes(1)))
-        expect(raw).toMatchObject({ _tag: "UnknownEventType", type: "not_registered", known: ["checked", "credit_account", "other"] })
+        expect(raw).toMatchObject({ _tag: "UnknownEventType", type: "not_registered", known: ["amount", "checked", "credit_account", "other"] })
         expect(raw.message).toContain("ResolutionRegistry")
         const typed = yield* Effect.flip(store.broadcast(Unregistered, "x"))
         expect(typed._tag).toBe("UnknownEventType")
@@ -372,6 +391,9 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         expect(yield* ids({ limit: Number.NaN })).toEqual([a, b])
         expect(yield* ids({ limit: 1.5 })).toEqual([a])
         expect(yield* ids({ limit: -Infinity })).toEqual([])
+        // Finite, but past what SQLite's 64-bit LIMIT holds: every row, as the memory store gives.
+        expect(yield* ids({ limit: 1e20 })).toEqual([a, b])
+        expect(yield* ids({ limit: Number.MAX_VALUE })).toEqual([a, b])
       }))
   })
 
