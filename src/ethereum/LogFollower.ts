@@ -261,6 +261,17 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
         }))
       )
 
+    /**
+     * Block `to` is `tag` (`safe`/`finalized`) on the node asked (the tag check: the confirmed
+     * height came from whichever node answered the tag, and a node behind it, on a fork, must not
+     * serve the range's logs). A node whose tag is below `to` fails the unit, as a lagging one.
+     */
+    const tagged = (tag: "safe" | "finalized", to: bigint) =>
+      Effect.flatMap(client.block(tag), (block) =>
+        Option.isSome(block) && block.value.number >= to
+          ? Effect.void
+          : Effect.fail(new InconsistentChain({ detail: `block ${to} is not ${tag} on the node serving it` })))
+
     /** The confirmed height now, and the head it was computed from. Never goes backwards. */
     const target = Effect.gen(function*() {
       const h = yield* SubscriptionRef.get(head)
@@ -332,6 +343,7 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
      * reorg to a shorter chain that head is above the chain's, so without it a block could be
      * emitted with fewer confirmations and then orphaned by a reorg within the depth. A node
      * without block `to + N` fails the unit (retried, as a lagging node is) until it has it.
+     * Under a `safe`/`finalized` tag the tag check (`tagged`) stands in for the depth check.
      */
     const unit = (from: bigint, to: bigint, anchored: boolean) =>
       rpc(
@@ -344,7 +356,7 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
             [
               served(to),
               anchored ? Effect.asSome(served(from - 1n)) : Effect.succeedNone,
-              typeof confirmations === "number" ? served(to + BigInt(confirmations)) : Effect.void
+              typeof confirmations === "number" ? served(to + BigInt(confirmations)) : tagged(confirmations, to)
             ],
             { concurrency: 3 }
           )

@@ -260,6 +260,33 @@ describe("LogFollower", () => {
       expect(rewind?.checkpoint.height).toBe(36n)
     }))
 
+  it.effect("under a tag, a range is never served by a node for which its last block is not that tag (a lagging fork)", () =>
+    Effect.gen(function*() {
+      const primary = new FakeChain(131) // head 130, finalized 120
+      const lagging = new FakeChain(106) // the same chain up to 95, then its own fork 96..105
+      lagging.reorg(10) // finalized there: 95
+      const pinned = FiberRef.unsafeMake<number | undefined>(undefined)
+      const onNode = <A, E>(call: (c: FakeChain) => Effect.Effect<A, E>) =>
+        Effect.flatMap(FiberRef.get(pinned), (n) => call(n === 1 ? lagging : primary))
+      // The primary's first logs time out: that unit moves to the lagging node.
+      primary.failNext("eth_getLogs", new RpcTimeout({ method: "eth_getLogs" }))
+      const layer = primary.layerWith({
+        block: (ref) => onNode((c) => c.client.block(ref)),
+        getLogs: (p) => onNode((c) => c.client.getLogs(p)),
+        // As the client's sameNode: URL 0, and on any failure the whole unit on URL 1.
+        sameNode: (unit) => Effect.locally(unit, pinned, 0).pipe(Effect.catchAll(() => Effect.locally(unit, pinned, 1)))
+      })
+      const from = { height: 90n, hash: primary.blocks[90]!.hash }
+      const { events } = yield* start(layer, { from, confirmations: "finalized", range: { initial: 10 }, inFlight: 1 })
+      yield* TestClock.adjust("5 seconds")
+      const seen = yield* events
+      // No fork log reached the consumer (nor a rewind after it): exactly the primary's logs.
+      expect(seen.every((e) => e._tag === "Batch")).toBe(true)
+      const logs = batches(seen).flatMap((b) => b.logs)
+      expect(logs).toEqual(primary.allLogs().filter((l) => l.blockNumber > 90n && l.blockNumber <= 120n))
+      expect(batches(seen).at(-1)?.to).toBe(120n)
+    }))
+
   it.effect("logs that disagree with the batch's block hash are fetched again, never emitted", () =>
     Effect.gen(function*() {
       const chain = new FakeChain(21)
