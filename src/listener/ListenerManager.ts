@@ -19,7 +19,7 @@ import {
   Duration,
   Effect,
   Exit,
-  type Fiber,
+  Fiber,
   FiberRef,
   FiberRefs,
   HashMap,
@@ -320,6 +320,9 @@ const make = Effect.gen(function*() {
   const shutDown = (listener: string, cause: Cause.Cause<unknown>) =>
     Deferred.fail(tripped, new ListenerShutdown({ listener, error: describe(cause), cause }))
 
+  /** Interrupts, and awaits, every fiber this fiber forked that is still running. */
+  const interruptChildren = Effect.withFiberRuntime<void>((self) => Effect.flatMap(Fiber.children(self), Fiber.interruptAll))
+
   /** After a failed run: what the listener's policy says, run after run while it says restart. */
   const afterFailure = (p: Prepared, failed: Ran): Effect.Effect<void, never, Given> =>
     Effect.gen(function*() {
@@ -335,6 +338,10 @@ const make = Effect.gen(function*() {
             yield* shutDown(p.listener.name, cause)
             return
           case "restart":
+            // What the failed run forked (`Effect.fork`: its fiber's children, not its scope's)
+            // ends with it, as it would had the run's fiber ended: not kept through the backoff
+            // and beside the next run.
+            yield* interruptChildren
             backoff ??= yield* Schedule.driver(backoffSchedule(p.listener.backoff))
             if (ran.ranFor >= Duration.toMillis(p.listener.backoff.resetAfter)) yield* backoff.reset
             yield* backoff.next(undefined).pipe(

@@ -204,6 +204,32 @@ describe("ListenerManager", () => {
       expect(finished).toEqual([1, 1])
     }))
 
+  it.scoped("what a failed run forked ends with it: not kept through the backoff, nor beside the next run", () =>
+    Effect.gen(function*() {
+      let alive = 0
+      // Each run forks a helper (plain `Effect.fork`: a child of the run's fiber, alive until it
+      // is interrupted), then fails.
+      const helper = Effect.zipRight(Effect.sync(() => alive++), Effect.ensuring(Effect.never, Effect.sync(() => alive--)))
+      const forking = counted("forking", (run) =>
+        Effect.zipRight(Effect.fork(helper), Effect.zipRight(Effect.sleep("10 millis"), new Boom({ run }))), {
+        onFailure: "restart",
+        backoff: { initial: Duration.seconds(1), max: Duration.seconds(1), resetAfter: Duration.minutes(1) }
+      })
+      const { control, manager } = yield* start(forking.listener)
+      yield* control.set(active)
+      for (let i = 0; i < 5; i++) {
+        yield* TestClock.adjust("2 seconds")
+        yield* settle
+        // At most the helper of the run going now; none while backing off.
+        const state = (yield* statusOf(manager, "forking")).state
+        expect(alive, state).toBeLessThanOrEqual(state === "backing-off" ? 0 : 1)
+      }
+      expect(forking.counts.runs).toBeGreaterThanOrEqual(5)
+      yield* control.set(inactive)
+      yield* eventually("stopped", () => Effect.map(manager.fibers, (n) => n === 0))
+      expect(alive).toBe(0)
+    }))
+
   it.scoped("restarts after a failure on a capped, jittered exponential backoff", () =>
     Effect.gen(function*() {
       const flaky = counted("flaky", (run) => new Boom({ run }), {
