@@ -9,9 +9,10 @@
  *   follower's `history` lookup for finding the common ancestor after a deep reorg that happened
  *   while the listener was stopped (its own in-memory window starts empty at each start).
  * - `source`: the chain id and escrow the two are of, `{"chainId":"1","contract":"0x…"}` (the
- *   address lowercased), written when a run starts without one. A checkpoint of another chain or
- *   contract would resume a scan that never covered this one (Kwil resumed `max(lh,
- *   starting_height)` whatever the contract): a run whose source differs fails with
+ *   address lowercased), written when a run starts without one, or without a checkpoint (a run
+ *   that stored nothing locks nothing). A checkpoint of another chain or contract would resume a
+ *   scan that never covered this one (Kwil resumed `max(lh, starting_height)` whatever the
+ *   contract): a run whose source differs from a checkpoint's fails with
  *   `CheckpointOfAnotherSource` instead. Stores from before this key have none, and adopt the
  *   first run's.
  *
@@ -70,26 +71,6 @@ export class CheckpointOfAnotherSource extends Data.TaggedError("CheckpointOfAno
       `"${checkpointKey}", "${historyKey}" and "${sourceKey}" to scan from starting_height ` +
       `(already stored events are not duplicated)`
   }
-}
-
-/**
- * Checks the stored checkpoint is of `source` (recording `source` when none is stored). Fails
- * with `CheckpointOfAnotherSource`, or `CorruptCheckpoint` for a record it cannot read.
- */
-export const claimSource = (
-  kv: Kv,
-  source: Source
-): Effect.Effect<void, EventStoreError | CorruptCheckpoint | CheckpointOfAnotherSource> => {
-  const configured = { chainId: source.chainId, contract: source.contract.toLowerCase() }
-  return Effect.flatMap(kv.get(sourceKey), Option.match({
-    onNone: (): Effect.Effect<void, EventStoreError | CorruptCheckpoint | CheckpointOfAnotherSource> =>
-      kv.set(sourceKey, Schema.encodeSync(SourceBytes)(configured)),
-    onSome: (bytes) =>
-      Effect.flatMap(decodeWith(SourceBytes, sourceKey)(bytes), (stored) =>
-        stored.chainId === configured.chainId && stored.contract.toLowerCase() === configured.contract
-          ? Effect.void
-          : Effect.fail(new CheckpointOfAnotherSource({ stored, configured })))
-  }))
 }
 
 /** A stored checkpoint that cannot be read: the listener will not guess where to resume. */
@@ -153,15 +134,33 @@ export const readCheckpoint = (kv: Kv) =>
   }))
 
 /**
- * Where a run of `source` resumes: the stored checkpoint, if any, once `claimSource` has checked
- * (or recorded) that it is `source`'s. One transaction, so a checkpoint that cannot be read
- * leaves nothing recorded: the run fails with `CorruptCheckpoint` and the store is as it was.
+ * Where a run of `source` resumes: the stored checkpoint, if any, once it is known to be
+ * `source`'s. A checkpoint of another chain or contract fails with `CheckpointOfAnotherSource`;
+ * with no checkpoint stored, `source` is recorded (over another run's, which stored nothing to
+ * resume from). One transaction, so a record that cannot be read (`CorruptCheckpoint`) leaves
+ * the store as it was.
  */
 export const resumePoint = (
   store: Pick<EventStoreService, "kv" | "transaction">,
   source: Source
-): Effect.Effect<Option.Option<Checkpoint>, EventStoreError | CorruptCheckpoint | CheckpointOfAnotherSource> =>
-  store.transaction(Effect.zipRight(claimSource(store.kv, source), readCheckpoint(store.kv)))
+): Effect.Effect<Option.Option<Checkpoint>, EventStoreError | CorruptCheckpoint | CheckpointOfAnotherSource> => {
+  const configured = { chainId: source.chainId, contract: source.contract.toLowerCase() }
+  const storedSource = Effect.flatMap(store.kv.get(sourceKey), Option.match({
+    onNone: () => Effect.succeedNone,
+    onSome: (bytes) => Effect.asSome(decodeWith(SourceBytes, sourceKey)(bytes))
+  }))
+  return store.transaction(Effect.gen(function*() {
+    const checkpoint = yield* readCheckpoint(store.kv)
+    const stored = yield* storedSource
+    const same = Option.exists(stored, (s) => s.chainId === configured.chainId && s.contract.toLowerCase() === configured.contract)
+    if (Option.isSome(checkpoint) && Option.isSome(stored) && !same) {
+      return yield* new CheckpointOfAnotherSource({ stored: stored.value, configured })
+    }
+    // Stores from before the source was kept adopt this run's.
+    if (!same) yield* store.kv.set(sourceKey, Schema.encodeSync(SourceBytes)(configured))
+    return checkpoint
+  }))
+}
 
 /** The stored history (empty when none). */
 export const readHistory = (kv: Kv) =>

@@ -348,6 +348,28 @@ describe("the listener, without a chain", () => {
       expect(chain.requests).toHaveLength(before)
     }).pipe(Effect.provide(setup(section({ starting_height: "0" })))))
 
+  it.effect("a source recorded by a run that stored no checkpoint locks nothing: the next run's replaces it", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(20)
+      const store = yield* EventStore
+      // A first run of another contract (a wrong config) that never stored a checkpoint.
+      const other = { chainId: 31337n, contract: "0x00000000000000000000000000000000000000b0" }
+      expect(yield* Checkpoints.resumePoint(store, other)).toEqual(Option.none())
+      expect(yield* Checkpoints.readCheckpoint(store.kv)).toEqual(Option.none())
+      // The corrected config runs, and records its own source.
+      const listener = EthDeposits.makeEthDeposits({ client: () => chain.layer })
+      const fiber = yield* Effect.fork(Effect.scoped(listener.run))
+      yield* TestClock.adjust("1 second")
+      yield* settle(Checkpoints.readCheckpoint(store.kv), Option.isSome)
+      yield* Fiber.interrupt(fiber)
+      const source = yield* store.kv.get(Checkpoints.sourceKey)
+      expect(Option.map(source, (b) => JSON.parse(new TextDecoder().decode(b))))
+        .toEqual(Option.some({ chainId: "31337", contract: CONTRACT.toLowerCase() }))
+      // Now that it stored a checkpoint, the other contract is refused.
+      const refused = yield* Effect.flip(Checkpoints.resumePoint(store, other))
+      expect(refused._tag).toBe("CheckpointOfAnotherSource")
+    }).pipe(Effect.provide(setup(section({ starting_height: "0" })))))
+
   it.effect("a stored checkpoint or source that is not UTF-8 fails the run with CorruptCheckpoint, and changes nothing", () =>
     Effect.gen(function*() {
       const chain = new FakeChain(20)
