@@ -180,12 +180,23 @@ export const ethDepositsSection = (
         sources[key] = `config file ${path}: ${sectionName}.${key}`
       }
     }
+    /** Where each key came from: 0 the file, 1 an environment variable, 2 a flag. */
+    const rank: Record<string, number> = Object.fromEntries(Object.keys(section).map((key) => [key, 0]))
     for (const { flag, key } of sectionFlags) {
       const given = yield* flagOrEnv(flag, flags[flag])
       if (Option.isSome(given)) {
         section[key] = given.value.value
         sources[key] = given.value.source
+        rank[key] = given.value.source.startsWith("--") ? 2 : 1
       }
+    }
+    // A number of confirmations given above the `finality` tag (`--confirmations` over a file's
+    // `finality = "finalized"`) is what the operator means now: it beats the tag, as a flag beats
+    // the file, instead of being ignored with a warning.
+    const confirmationsRank = rank["required_confirmations"]
+    if (confirmationsRank !== undefined && rank["finality"] !== undefined && confirmationsRank > rank["finality"]) {
+      section["finality"] = "confirmations"
+      sources["finality"] = sources["required_confirmations"]!
     }
     const config = yield* decodeEthDepositsConfig(section).pipe(
       Effect.mapError((e) => toUsageError(e, sources))

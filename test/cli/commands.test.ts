@@ -204,13 +204,15 @@ describe("kwil-listeners listen and inspect on anvil", () => {
       const { chain, want } = yield* chainWithDeposits
       const dir = yield* tempDir
       const config = join(dir, "node.toml")
-      // The file's confirmations (1000) would leave nothing confirmed: the environment's 2 wins.
+      // The file's confirmations (1000), or its finalized tag (anvil's is 64 blocks down, before
+      // any deposit), would leave nothing confirmed: the environment's 2 confirmations win both.
       writeFileSync(config, [
         "[app.extensions.eth_deposits]",
         `rpc_provider = ["${chain.anvil.httpUrl}"]`,
         `contract_address = "0x0000000000000000000000000000000000000001"`,
         `starting_height = ${chain.deployment.escrowBlock}`,
         "required_confirmations = 1000",
+        `finality = "finalized"`,
         ""
       ].join("\n"))
       const run = yield* cli(["listen", "--contract", chain.deployment.escrow], {
@@ -224,6 +226,7 @@ describe("kwil-listeners listen and inspect on anvil", () => {
         }
       })
       expect(run.stderr).not.toContain("kwil-listeners:")
+      expect(run.stderr).not.toContain("ignored")
       expect(run.code).toBe(0)
       expect(jsonLines(run.stdout).map(({ id: _, ...rest }) => rest).sort(byLog)).toEqual([...want].sort(byLog))
       expect(existsSync(join(dir, "env.db"))).toBe(true)
