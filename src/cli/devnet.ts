@@ -12,6 +12,7 @@
 import { Command, Options } from "@effect/cli"
 import { Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import * as DevnetLayer from "../../layers/Devnet.js"
+import * as DataDir from "../devnet/DataDir.js"
 import { Devnet } from "../devnet/Devnet.js"
 import * as DevnetConfig from "../devnet/DevnetConfig.js"
 import { type Lines, Progress } from "../devnet/Progress.js"
@@ -78,6 +79,12 @@ export const settings = (f: Flags): Effect.Effect<DevnetSettings, CliOptions.Usa
       })
     }
     const dataDir = yield* CliOptions.flagOrEnv("data-dir", f.dataDir)
+    // Checked now, not once anvil runs and the contracts are deployed.
+    const dataDirProblem = Option.flatMap(dataDir, ({ value }) => Option.fromNullable(DataDir.problem(value)))
+    if (Option.isSome(dataDirProblem)) {
+      const { source, value } = Option.getOrThrow(dataDir)
+      return yield* new CliOptions.UsageError({ subject: `${source} ${value}`, reason: dataDirProblem.value })
+    }
     const config: DevnetConfig.DevnetConfig = {
       validators: yield* wholeNumber("validators", f.validators, d.validators, 1, 32),
       deposits: yield* wholeNumber("deposits", f.deposits, d.deposits, 0, 1000),

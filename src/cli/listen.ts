@@ -339,7 +339,7 @@ export const settings = (f: Flags): Effect.Effect<ListenSettings, CliOptions.Bad
     return {
       config,
       section,
-      db: yield* CliOptions.writableFile(dbSetting),
+      db: yield* CliOptions.databaseFile(dbSetting),
       once: yield* CliOptions.switchOrEnv("once", f.once),
       json: yield* CliOptions.switchOrEnv("json", f.json),
       metricsPort: yield* CliOptions.port("metrics-port", f.metricsPort)

@@ -12,8 +12,9 @@
  * came from (the flag, the variable or the file and key): one line, exit code 2.
  */
 import { Config, Data, Effect, Option } from "effect"
-import { existsSync, statSync } from "node:fs"
+import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs"
 import { dirname, resolve } from "node:path"
+import type { DataDirError } from "../devnet/DataDir.js"
 import type { InvalidDevnetConfig } from "../devnet/DevnetConfig.js"
 import { type ConfigFileError, loadConfigFile } from "../extensions/configFile.js"
 import {
@@ -36,7 +37,7 @@ export class UsageError extends Data.TaggedError("UsageError")<{
 }
 
 /** The errors that mean "the user asked for something that cannot work" (exit code 2). */
-export type BadInput = UsageError | InvalidConfig | ConfigFileError | InvalidDevnetConfig
+export type BadInput = UsageError | InvalidConfig | ConfigFileError | InvalidDevnetConfig | DataDirError
 
 const badInputTags: ReadonlySet<string> = new Set([
   "UsageError",
@@ -44,7 +45,8 @@ const badInputTags: ReadonlySet<string> = new Set([
   "ConfigFileUnreadable",
   "ConfigFileSyntaxError",
   "ConfigFileInvalid",
-  "InvalidDevnetConfig"
+  "InvalidDevnetConfig",
+  "DataDirError"
 ])
 
 /** Whether `error` is bad input (exit 2) rather than a failure while running (exit 1). */
@@ -125,16 +127,32 @@ export const existingFile = ({ source, value }: Sourced): Effect.Effect<string, 
   return Effect.succeed(path)
 }
 
-/** A file to create or open: its directory must exist. */
-export const writableFile = ({ source, value }: Sourced): Effect.Effect<string, UsageError> => {
+/** The first bytes of every SQLite database file. */
+const sqliteHeader = Buffer.from("SQLite format 3\0")
+
+/** Whether the file at `path` is empty or starts as a SQLite database does. */
+const emptyOrSqlite = (path: string): boolean => {
+  const fd = openSync(path, "r")
+  try {
+    const head = Buffer.alloc(sqliteHeader.length)
+    const read = readSync(fd, head, 0, head.length, 0)
+    return read === 0 || (read === head.length && head.equals(sqliteHeader))
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * A node database to create or open: its directory must exist, and a file already there must be
+ * SQLite's (or empty), so a wrong path is refused before anything else is done.
+ */
+export const databaseFile = ({ source, value }: Sourced): Effect.Effect<string, UsageError> => {
   const path = resolve(value)
   const dir = dirname(path)
-  if (existsSync(path) && !statSync(path).isFile()) {
-    return Effect.fail(new UsageError({ subject: `${source} ${value}`, reason: "is not a file" }))
-  }
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-    return Effect.fail(new UsageError({ subject: `${source} ${value}`, reason: `the directory ${dir} does not exist` }))
-  }
+  const refuse = (reason: string) => Effect.fail(new UsageError({ subject: `${source} ${value}`, reason }))
+  if (existsSync(path) && !statSync(path).isFile()) return refuse("is not a file")
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) return refuse(`the directory ${dir} does not exist`)
+  if (existsSync(path) && !emptyOrSqlite(path)) return refuse("is not a SQLite database")
   return Effect.succeed(path)
 }
 

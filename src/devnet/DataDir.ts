@@ -5,7 +5,7 @@
  * A named directory that already holds validator databases is refused: every devnet starts a new
  * chain, and checkpoints and events from an earlier chain would not match it.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { Data, Effect, type Scope } from "effect"
@@ -26,6 +26,21 @@ export const databaseFile = (identity: string): string => `${identity}.db`
 const isDatabase = (name: string) => /^validator-\d+\.db(-wal|-shm)?$/.test(name)
 
 /**
+ * Why `dir` cannot be the data directory, or `undefined` when it can (as far as can be told
+ * without creating it): it is not a directory, or it holds an earlier devnet's databases. Checked
+ * with the flags, before anything starts, and again by `acquire`.
+ */
+export const problem = (dir: string): string | undefined => {
+  const path = resolve(dir)
+  if (!existsSync(path)) return undefined
+  if (!statSync(path).isDirectory()) return "it is not a directory"
+  const taken = readdirSync(path).filter(isDatabase)
+  return taken.length === 0 ? undefined :
+    `it already holds ${taken.join(", ")} from an earlier devnet; each devnet starts a new chain, ` +
+      `so remove those files or choose another directory`
+}
+
+/**
  * The directory to use: `dir` (created if missing, kept) or a temp dir removed with the scope.
  * The temp dir is acquired before the validators, so it is removed after their files are closed.
  */
@@ -37,18 +52,10 @@ export const acquire = (dir: string | undefined): Effect.Effect<string, DataDirE
     )
     : Effect.try({
       try: () => {
+        const refused = problem(dir)
+        if (refused !== undefined) throw new Error(refused)
         const path = resolve(dir)
-        if (existsSync(path)) {
-          const taken = readdirSync(path).filter(isDatabase)
-          if (taken.length > 0) {
-            throw new Error(
-              `it already holds ${taken.join(", ")} from an earlier devnet; each devnet starts a new chain, ` +
-                `so remove those files or choose another directory`
-            )
-          }
-        } else {
-          mkdirSync(path, { recursive: true })
-        }
+        mkdirSync(path, { recursive: true })
         return path
       },
       catch: (e) => new DataDirError({ dir, reason: e instanceof Error ? e.message : String(e) })

@@ -8,7 +8,7 @@ import { SqliteClient } from "@effect/sql-sqlite-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Schedule } from "effect"
 import { execFileSync, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import type { Log } from "viem"
@@ -360,6 +360,9 @@ describe("kwil-listeners bad input", () => {
       const dir = yield* tempDir
       const badToml = join(dir, "bad.toml")
       writeFileSync(badToml, "[app.extensions.eth_deposits]\nrpc_provider = \n")
+      const usedDataDir = join(dir, "used")
+      mkdirSync(usedDataDir)
+      writeFileSync(join(usedDataDir, "validator-0.db"), "")
       const cases: ReadonlyArray<{ args: ReadonlyArray<string>; env?: Record<string, string>; says: ReadonlyArray<string> }> = [
         { args: ["listen", "--bogus"], says: ["--bogus"] },
         { args: ["listen", "--rpc", rpc, "--contract", "0x1234"], says: ["--contract", "0x1234", "20-byte hex address"] },
@@ -372,7 +375,10 @@ describe("kwil-listeners bad input", () => {
         { args: ["listen", "--rpc", rpc, "--contract", contract, "--db", join(dir, "missing", "x.db")], says: ["--db", "does not exist"] },
         { args: ["inspect", "--db", join(dir, "none.db")], says: ["--db", "none.db", "no such file"] },
         { args: ["inspect", "--db", badToml], says: ["--db", "bad.toml", "is not a SQLite database"] },
+        { args: ["listen", "--rpc", rpc, "--contract", contract, "--db", badToml], says: ["--db", "bad.toml", "is not a SQLite database"] },
         { args: ["devnet", "--max-blocks", "5"], says: ["--max-blocks", "5 is too few", "the seat given back at block 12"] },
+        { args: ["devnet", "--data-dir", badToml], says: ["--data-dir", "bad.toml", "is not a directory"] },
+        { args: ["devnet"], env: { KWIL_LISTENERS_DATA_DIR: usedDataDir }, says: ["KWIL_LISTENERS_DATA_DIR", "already holds validator-0.db"] },
         { args: ["nonsense"], says: ["'nonsense' is not a command", "devnet", "listen"] }
       ]
       const runs = yield* Effect.forEach(cases, (c) => cli(c.args, c.env === undefined ? {} : { env: c.env }), { concurrency: 6 })
