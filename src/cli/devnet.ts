@@ -139,12 +139,8 @@ const metrics = (port: Option.Option<number>) =>
         const address = yield* MetricsServer.serve({
           port,
           health: Effect.provide(health, context),
-          // Each validator runs its own listeners: their states carry its identity.
-          beforeScrape: Effect.forEach(
-            devnet.validators,
-            (v) => v.run(MetricsServer.recordListenerStates).pipe(Effect.tagMetrics("validator", v.identity)),
-            { discard: true }
-          )
+          // Each validator runs its own listeners: their states carry its identity (see `Validator.run`).
+          beforeScrape: Effect.forEach(devnet.validators, (v) => v.run(MetricsServer.recordListenerStates), { discard: true })
         })
         yield* Effect.flatMap(Progress, (p) => p.note(`metrics: ${address.url}/metrics and ${address.url}/health`))
       })

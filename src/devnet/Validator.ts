@@ -50,8 +50,11 @@ export const make = (
       Layer.provideMerge(ValidatorStatus.layerRef({ synced: true, validator: true })),
       Layer.provide(transport(mempool))
     )
-    const context = yield* Layer.build(node)
-    const run = <A, E>(effect: Effect.Effect<A, E, ValidatorServices>) => Effect.provide(effect, context)
+    // Its metrics carry `validator=<identity>`: those of the fibers its node forks (listeners,
+    // manager), which take the labels of the fiber that builds it, and those of what it runs.
+    const labelled = Effect.tagMetrics("validator", identity)
+    const context = yield* labelled(Layer.build(node))
+    const run = <A, E>(effect: Effect.Effect<A, E, ValidatorServices>) => labelled(Effect.provide(effect, context))
     return {
       index,
       identity,

@@ -7,7 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Duration, Effect, Exit, Layer, Logger, LogLevel, Option, Ref } from "effect"
+import { Duration, Effect, Exit, Layer, Logger, LogLevel, Metric, Option, Ref } from "effect"
 import * as DevnetLayer from "../../layers/Devnet.js"
 import { isAlive } from "../../src/devnet/Anvil.js"
 import * as BlockProducer from "../../src/devnet/BlockProducer.js"
@@ -18,6 +18,7 @@ import { Mempool } from "../../src/devnet/InProcessTransport.js"
 import { Progress } from "../../src/devnet/Progress.js"
 import * as Validator from "../../src/devnet/Validator.js"
 import { balances, credit, creditAccount } from "../../src/extensions/creditAccount.js"
+import { ListenerManager } from "../../src/listener/ListenerManager.js"
 
 const config: DevnetConfig = {
   validators: 3,
@@ -84,6 +85,16 @@ describe("devnet", () => {
       const lines = yield* Ref.get(notes)
       expect(lines.some((l) => l.includes("validator-2 loses its seat"))).toBe(true)
       expect(lines.some((l) => l.includes("validator-2 regains its seat"))).toBe(true)
+
+      // Each validator's metrics carry its identity: validator-2's listener started twice (the
+      // seat regained), the others' once; every validator resolved every deposit.
+      const of = (metric: Metric.Metric.Counter<number>, validator: number) =>
+        Effect.map(Metric.value(metric).pipe(Effect.tagMetrics("validator", Validator.identityOf(validator))), (s) => s.count)
+      const starts = Metric.tagged(ListenerManager.metrics.starts, "listener", "eth_deposits")
+      expect(yield* of(starts, 0)).toBe(1)
+      expect(yield* of(starts, 2)).toBe(2)
+      const resolvedCount = Metric.counter("kwil_resolutions_resolved", { description: "resolutions confirmed and applied", incremental: true })
+      for (const v of [0, 1, 2]) expect(yield* of(resolvedCount, v)).toBe(5)
 
       // Anvil is gone once the devnet's scope closed.
       expect(isAlive(anvilPid)).toBe(false)
