@@ -136,10 +136,8 @@ export const run = (settings: ListenSettings) => {
   return Effect.scoped(Effect.gen(function*() {
     const { config } = settings
     // The chain first: an RPC that cannot be reached leaves no database behind.
-    const { chainId, target } = yield* Effect.all({
-      chainId: Effect.flatMap(EthereumClient, (client) => client.chainId).pipe(
-        Retry.healable({ maxRetries: config.maxRetries })
-      ),
+    const { source, target } = yield* Effect.all({
+      source: EthDeposits.sourceOf(config.contractAddress, { maxRetries: config.maxRetries }),
       target: confirmedHead(config)
     }).pipe(Effect.provide(EthereumClient.layer({ urls: config.rpcProviders })))
     const context = yield* Layer.build(storage(settings.db))
@@ -155,9 +153,7 @@ export const run = (settings: ListenSettings) => {
     const reached = Effect.map(Checkpoints.readCheckpoint(store.kv), heightOf)
     // The stored checkpoint must be this chain's and contract's before `--once` may call it caught
     // up: the listener checks the same as it starts, but the loop below could end before it did.
-    const from = heightOf(
-      yield* Checkpoints.resumePoint(store, { chainId: BigInt(chainId), contract: config.contractAddress })
-    )
+    const from = heightOf(yield* Checkpoints.resumePoint(store, source))
     yield* Effect.logInfo(`listening for deposits to ${config.contractAddress}`).pipe(
       Effect.annotateLogs({ db: settings.db, from: String(from + 1n), confirmedHead: String(target) })
     )

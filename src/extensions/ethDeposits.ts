@@ -41,7 +41,7 @@ import { Array as Arr, type Duration, Effect, Layer, Metric, Option, Scheduler, 
 import { type Address, type Hex, toEventSelector } from "viem"
 import { EventStore } from "../events/EventStore.js"
 import { EthereumClient, type EthLog, hash32 } from "../ethereum/EthereumClient.js"
-import type { InvalidRpcConfig } from "../ethereum/errors.js"
+import type { InvalidRpcConfig, RpcError } from "../ethereum/errors.js"
 import * as LogFollower from "../ethereum/LogFollower.js"
 import * as Retry from "../ethereum/Retry.js"
 import * as Listener from "../listener/Listener.js"
@@ -247,13 +247,31 @@ const meteredClient = Layer.effect(
     }))
 )
 
+/**
+ * What a run's checkpoint is of: the chain the client serves (its id and block 0's hash) and the
+ * escrow `contract`. Healable RPC failures are retried on `retry`.
+ */
+export const sourceOf = (
+  contract: Address,
+  retry: Partial<Retry.Options>
+): Effect.Effect<Checkpoints.Source, RpcError, EthereumClient> =>
+  Effect.flatMap(EthereumClient, (client) =>
+    Effect.all({ chainId: client.chainId, genesis: client.block(0n) }).pipe(
+      Retry.healable(retry),
+      Effect.map(({ chainId, genesis }) => ({
+        chainId: BigInt(chainId),
+        contract,
+        ...(Option.isSome(genesis) ? { genesis: genesis.value.hash } : {})
+      }))
+    ))
+
 const follow = (config: EthDepositsConfig, store: EventStore["Type"], options: Options) =>
   Effect.gen(function*() {
-    const client = yield* EthereumClient
     const retry = { ...options.retry, maxRetries: config.maxRetries }
-    const chainId = BigInt(yield* Retry.healable(retry)(client.chainId))
+    const source = yield* sourceOf(config.contractAddress, retry)
+    const { chainId } = source
 
-    const stored = yield* Checkpoints.resumePoint(store, { chainId, contract: config.contractAddress })
+    const stored = yield* Checkpoints.resumePoint(store, source)
     const start = LogFollower.startAt(config.startingHeight)
     const from = Option.match(stored, {
       onNone: () => start,

@@ -8,13 +8,13 @@
  * - `history`: the last `historySize` batch checkpoints, oldest first, in the same JSON shape: the
  *   follower's `history` lookup for finding the common ancestor after a deep reorg that happened
  *   while the listener was stopped (its own in-memory window starts empty at each start).
- * - `source`: the chain id and escrow the two are of, `{"chainId":"1","contract":"0x…"}` (the
- *   address lowercased), written when a run starts without one, or without a checkpoint (a run
- *   that stored nothing locks nothing). A checkpoint of another chain or contract would resume a
- *   scan that never covered this one (Kwil resumed `max(lh, starting_height)` whatever the
- *   contract): a run whose source differs from a checkpoint's fails with
- *   `CheckpointOfAnotherSource` instead. Stores from before this key have none, and adopt the
- *   first run's.
+ * - `source`: the chain (its id and the hash of its block 0) and escrow the two are of,
+ *   `{"chainId":"1","contract":"0x…","genesis":"0x…"}` (the address lowercased), written when a
+ *   run starts without one, or without a checkpoint (a run that stored nothing locks nothing). A
+ *   checkpoint of another chain or contract would resume a scan that never covered this one (Kwil
+ *   resumed `max(lh, starting_height)` whatever the contract): a run whose source differs from a
+ *   checkpoint's fails with `CheckpointOfAnotherSource` instead. Stores from before this key (or
+ *   before its genesis) have none, and adopt the first run's.
  *
  * Both are decoded with `Schema`: a value that does not decode is a `CorruptCheckpoint`, never a
  * silent rescan from zero.
@@ -55,9 +55,31 @@ export interface Source {
   readonly chainId: bigint
   /** Lowercased. */
   readonly contract: string
+  /**
+   * The hash of the chain's block 0, which tells two chains of one id apart (a dev chain
+   * restarted, its escrow at the same address). Stores from before it was kept have none.
+   */
+  readonly genesis?: Hash
 }
 
-const SourceBytes = EventType.json(Schema.Struct({ chainId: Schema.BigInt, contract: Schema.String }))
+const SourceBytes = EventType.json(Schema.Struct({
+  chainId: Schema.BigInt,
+  contract: Schema.String,
+  genesis: Schema.optional(Hash32)
+}))
+
+/** Whether `stored` and `configured` are of one chain and contract (a genesis missing on either side is not compared). */
+const sameSource = (stored: Source, configured: Source): boolean =>
+  stored.chainId === configured.chainId && stored.contract.toLowerCase() === configured.contract &&
+  (stored.genesis === undefined || configured.genesis === undefined || stored.genesis === configured.genesis)
+
+/** `chain 1 (genesis 0x…), contract 0x…`: the genesis only when the two sources differ there. */
+const describeSource = (source: Source, other: Source): string =>
+  `chain ${source.chainId}${
+    source.genesis !== undefined && other.genesis !== undefined && source.genesis !== other.genesis
+      ? ` (genesis ${source.genesis})`
+      : ""
+  }, contract ${source.contract}`
 
 /** The stored checkpoint is of another chain or contract than this run's: resuming from it would skip blocks. */
 export class CheckpointOfAnotherSource extends Data.TaggedError("CheckpointOfAnotherSource")<{
@@ -65,9 +87,9 @@ export class CheckpointOfAnotherSource extends Data.TaggedError("CheckpointOfAno
   readonly configured: Source
 }> {
   override get message() {
-    return `the eth_deposits listener's stored checkpoint is of chain ${this.stored.chainId}, contract ` +
-      `${this.stored.contract}, but this run follows chain ${this.configured.chainId}, contract ` +
-      `${this.configured.contract} (rpc_provider, contract_address): restore them, or delete the KV keys ` +
+    return `the eth_deposits listener's stored checkpoint is of ${describeSource(this.stored, this.configured)}, ` +
+      `but this run follows ${describeSource(this.configured, this.stored)} ` +
+      `(rpc_provider, contract_address): restore them, or delete the KV keys ` +
       `"${checkpointKey}", "${historyKey}" and "${sourceKey}" to scan from starting_height ` +
       `(already stored events are not duplicated)`
   }
@@ -144,20 +166,23 @@ export const resumePoint = (
   store: Pick<EventStoreService, "kv" | "transaction">,
   source: Source
 ): Effect.Effect<Option.Option<Checkpoint>, EventStoreError | CorruptCheckpoint | CheckpointOfAnotherSource> => {
-  const configured = { chainId: source.chainId, contract: source.contract.toLowerCase() }
+  const configured: Source = { ...source, contract: source.contract.toLowerCase() }
   const storedSource = Effect.flatMap(store.kv.get(sourceKey), Option.match({
     onNone: () => Effect.succeedNone,
-    onSome: (bytes) => Effect.asSome(decodeWith(SourceBytes, sourceKey)(bytes))
+    onSome: (bytes) =>
+      Effect.map(decodeWith(SourceBytes, sourceKey)(bytes), ({ chainId, contract, genesis }) =>
+        Option.some<Source>(genesis === undefined ? { chainId, contract } : { chainId, contract, genesis: genesis as Hash }))
   }))
   return store.transaction(Effect.gen(function*() {
     const checkpoint = yield* readCheckpoint(store.kv)
     const stored = yield* storedSource
-    const same = Option.exists(stored, (s) => s.chainId === configured.chainId && s.contract.toLowerCase() === configured.contract)
+    const same = Option.exists(stored, (s) => sameSource(s, configured))
     if (Option.isSome(checkpoint) && Option.isSome(stored) && !same) {
       return yield* new CheckpointOfAnotherSource({ stored: stored.value, configured })
     }
-    // Stores from before the source was kept adopt this run's.
-    if (!same) yield* store.kv.set(sourceKey, Schema.encodeSync(SourceBytes)(configured))
+    // Stores from before the source (or its genesis) was kept adopt this run's.
+    const complete = Option.exists(stored, (s) => s.genesis !== undefined || configured.genesis === undefined)
+    if (!same || !complete) yield* store.kv.set(sourceKey, Schema.encodeSync(SourceBytes)(configured))
     return checkpoint
   }))
 }

@@ -157,6 +157,14 @@ describe("kwil-listeners listen and inspect on anvil", () => {
       expect(foreign.stderr).toContain(`stored checkpoint is of chain ${chain.anvil.chainId}`)
       expect(foreign.stderr).toContain("but this run follows chain 5")
       expect(foreign.stderr).not.toContain("caught up")
+      // A new chain of the same id, its escrow at the same address (a dev chain restarted): refused
+      // too, by its genesis block, rather than "caught up" to a height it never had.
+      const restarted = yield* EscrowChain.make()
+      expect(restarted.deployment.escrow).toBe(chain.deployment.escrow)
+      const again = yield* cli(["listen", "--once", ...flags.map((f) => (f === chain.anvil.httpUrl ? restarted.anvil.httpUrl : f))])
+      expect(again.code).toBe(1)
+      expect(again.stderr).toContain(`stored checkpoint is of chain ${chain.anvil.chainId} (genesis 0x`)
+      expect(again.stderr).not.toContain("caught up")
 
       const inspected = yield* cli(["inspect", "--db", db, "--json"])
       expect(inspected.code).toBe(0)

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Exit, Fiber, Layer, Metric, Option, Schema, TestClock } from "effect"
-import { type Address, encodeAbiParameters, type Hex, pad } from "viem"
+import { type Address, encodeAbiParameters, type Hex, pad, toHex } from "viem"
 import { EventLog } from "../../src/events/EventLog.js"
 import { EventStore } from "../../src/events/EventStore.js"
 import type { EthLog } from "../../src/ethereum/EthereumClient.js"
@@ -319,7 +319,7 @@ describe("the listener, without a chain", () => {
       // A store from before the source was kept adopts this run's.
       const source = yield* store.kv.get(Checkpoints.sourceKey)
       expect(Option.map(source, (b) => JSON.parse(new TextDecoder().decode(b))))
-        .toEqual(Option.some({ chainId: "31337", contract: CONTRACT.toLowerCase() }))
+        .toEqual(Option.some({ chainId: "31337", contract: CONTRACT.toLowerCase(), genesis: chain.blocks[0]!.hash }))
       yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(setup(section({ starting_height: "12" })))))
 
@@ -364,11 +364,31 @@ describe("the listener, without a chain", () => {
       yield* Fiber.interrupt(fiber)
       const source = yield* store.kv.get(Checkpoints.sourceKey)
       expect(Option.map(source, (b) => JSON.parse(new TextDecoder().decode(b))))
-        .toEqual(Option.some({ chainId: "31337", contract: CONTRACT.toLowerCase() }))
+        .toEqual(Option.some({ chainId: "31337", contract: CONTRACT.toLowerCase(), genesis: chain.blocks[0]!.hash }))
       // Now that it stored a checkpoint, the other contract is refused.
       const refused = yield* Effect.flip(Checkpoints.resumePoint(store, other))
       expect(refused._tag).toBe("CheckpointOfAnotherSource")
     }).pipe(Effect.provide(setup(section({ starting_height: "0" })))))
+
+  it.effect("a checkpoint of another chain of the same id (another genesis: a dev chain restarted) is refused", () =>
+    Effect.gen(function*() {
+      const store = yield* EventStore
+      const genesis = (n: number) => pad(toHex(n), { size: 32 })
+      const source = { chainId: 31337n, contract: CONTRACT.toLowerCase() }
+      // A store from before the genesis was kept: it adopts this run's, and resumes.
+      yield* store.kv.set(Checkpoints.sourceKey, new TextEncoder().encode(JSON.stringify({ chainId: "31337", contract: source.contract })))
+      yield* Checkpoints.writeCheckpoint(store.kv, { height: 5n })
+      expect(yield* Checkpoints.resumePoint(store, { ...source, genesis: genesis(1) })).toEqual(Option.some({ height: 5n }))
+      expect(Option.map(yield* store.kv.get(Checkpoints.sourceKey), (b) => JSON.parse(new TextDecoder().decode(b))))
+        .toEqual(Option.some({ chainId: "31337", contract: source.contract, genesis: genesis(1) }))
+      // The same id and contract on another chain: refused, naming both genesis blocks.
+      const refused = yield* Effect.flip(Checkpoints.resumePoint(store, { ...source, genesis: genesis(2) }))
+      expect(refused._tag).toBe("CheckpointOfAnotherSource")
+      expect(refused.message).toContain(`chain 31337 (genesis ${genesis(1)})`)
+      expect(refused.message).toContain(`follows chain 31337 (genesis ${genesis(2)})`)
+      // A client that could not tell its genesis is not refused for it.
+      expect(yield* Checkpoints.resumePoint(store, source)).toEqual(Option.some({ height: 5n }))
+    }).pipe(Effect.provide(setup(section()))))
 
   it.effect("a stored checkpoint or source that is not UTF-8 fails the run with CorruptCheckpoint, and changes nothing", () =>
     Effect.gen(function*() {
