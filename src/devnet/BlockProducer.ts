@@ -86,7 +86,9 @@ export const make = (validators: ReadonlyArray<Validator>, mempool: Mempool["Typ
     if (proposer === undefined) return yield* Effect.dieMessage("the devnet needs at least one validator with a seat")
     const block = { height, proposer: proposer.identity }
 
-    const bodies = (yield* proposer.run(Effect.flatMap(Broadcaster, (b) => b.proposal(proposalCaps)))).events
+    // `proposalCaps` are whole numbers: refusing them would be a defect here.
+    const propose = Effect.flatMap(Broadcaster, (b) => b.proposal(proposalCaps)).pipe(Effect.catchTag("InvalidProposalCaps", Effect.die))
+    const bodies = (yield* proposer.run(propose)).events
     const votes = yield* mempool.drain
 
     const execute = (node: Validator, first: boolean) =>

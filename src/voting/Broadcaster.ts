@@ -39,6 +39,16 @@ export class InvalidBroadcasterConfig extends Data.TaggedError("InvalidBroadcast
   }
 }
 
+/** Caps of a `proposal` that are not whole numbers of at least 0 (NaN would cap nothing). */
+export class InvalidProposalCaps extends Data.TaggedError("InvalidProposalCaps")<{
+  readonly key: "maxVotes" | "maxBytes"
+  readonly value: number
+}> {
+  override get message() {
+    return `proposal caps ${this.key} = ${this.value}: must be a whole number of at least 0`
+  }
+}
+
 /** The block just committed, as the host saw it. */
 export interface CommittedBlock {
   readonly height: bigint
@@ -79,7 +89,7 @@ export class Broadcaster extends Context.Tag("kwil-listeners/Broadcaster")<Broad
   readonly proposal: (caps: {
     readonly maxVotes: number
     readonly maxBytes: number
-  }) => Effect.Effect<VoteBodiesTx, EventStoreError | SqlError>
+  }) => Effect.Effect<VoteBodiesTx, InvalidProposalCaps | EventStoreError | SqlError>
   /**
    * Run after each committed block: a validator that did not propose it submits one VoteIds tx
    * (fresh votes first, then re-sends, at most `maxVotesPerTx`) and marks the fresh ones voted.
@@ -115,6 +125,11 @@ const make = (config: BroadcasterConfig) =>
       readonly maxVotes: number
       readonly maxBytes: number
     }) {
+      for (const key of ["maxVotes", "maxBytes"] as const) {
+        if (!Number.isSafeInteger(caps[key]) || caps[key] < 0) {
+          return yield* new InvalidProposalCaps({ key, value: caps[key] })
+        }
+      }
       const unvoted = yield* events.list({ voted: false })
       const status = yield* ledger.voteStatus(identity, unvoted.map((e) => e.id))
       const chosen: Array<LocalEvent> = []

@@ -34,6 +34,22 @@ describe("Broadcaster.proposal", () => {
       expect(exact.events).toEqual([events[0], events[2], events[3]])
       expect((yield* propose({ maxVotes: 0, maxBytes: 1_000_000 })).events).toEqual([])
     }))
+
+  it.scoped("refuses caps that are not whole numbers of at least 0 (NaN would cap nothing) with InvalidProposalCaps", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      for (const e of yield* Effect.all([1, 2].map((n) => note(n)))) yield* node.run(observe(e))
+      for (const [caps, key] of [
+        [{ maxVotes: Number.NaN, maxBytes: 1_000 }, "maxVotes"],
+        [{ maxVotes: 1, maxBytes: Number.NaN }, "maxBytes"],
+        [{ maxVotes: -1, maxBytes: 1_000 }, "maxVotes"],
+        [{ maxVotes: 1.5, maxBytes: 1_000 }, "maxVotes"]
+      ] as const) {
+        const error = yield* Effect.flip(node.run(Effect.flatMap(Broadcaster, (b) => b.proposal(caps))))
+        expect(error).toMatchObject({ _tag: "InvalidProposalCaps", key })
+        expect(error.message).toContain("whole number of at least 0")
+      }
+    }))
 })
 
 describe("Broadcaster.afterBlock", () => {
