@@ -256,7 +256,7 @@ export const sourceOf = (
   retry: Partial<Retry.Options>
 ): Effect.Effect<Checkpoints.Source, RpcError, EthereumClient> =>
   Effect.flatMap(EthereumClient, (client) =>
-    Effect.all({ chainId: client.chainId, genesis: client.block(0n) }).pipe(
+    Effect.all({ chainId: client.chainId, genesis: client.block(0n) }, { concurrency: 2 }).pipe(
       Retry.healable(retry),
       Effect.map(({ chainId, genesis }) => ({
         chainId: BigInt(chainId),
