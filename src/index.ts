@@ -20,7 +20,7 @@ export type { LocalEvent } from "./events/EventLog.js"
 export * as Resolution from "./voting/Resolution.js"
 export { DuplicateResolution, ResolutionRegistry } from "./voting/ResolutionRegistry.js"
 export { VoteLedger } from "./voting/VoteLedger.js"
-export { Broadcaster } from "./voting/Broadcaster.js"
+export { Broadcaster, InvalidBroadcasterConfig, InvalidProposalCaps } from "./voting/Broadcaster.js"
 export { VoteTransport } from "./voting/VoteTransport.js"
 
 // Ethereum

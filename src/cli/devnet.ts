@@ -80,10 +80,10 @@ export const settings = (f: Flags): Effect.Effect<DevnetSettings, CliOptions.Usa
     }
     const dataDir = yield* CliOptions.flagOrEnv("data-dir", f.dataDir)
     // Checked now, not once anvil runs and the contracts are deployed.
-    const dataDirProblem = Option.flatMap(dataDir, ({ value }) => Option.fromNullable(DataDir.problem(value)))
-    if (Option.isSome(dataDirProblem)) {
-      const { source, value } = Option.getOrThrow(dataDir)
-      return yield* new CliOptions.UsageError({ subject: `${source} ${value}`, reason: dataDirProblem.value })
+    if (Option.isSome(dataDir)) {
+      const { source, value } = dataDir.value
+      const problem = DataDir.problem(value)
+      if (problem !== undefined) return yield* new CliOptions.UsageError({ subject: `${source} ${value}`, reason: problem })
     }
     const config: DevnetConfig.DevnetConfig = {
       validators: yield* wholeNumber("validators", f.validators, d.validators, 1, 32),

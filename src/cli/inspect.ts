@@ -8,7 +8,6 @@
  */
 import { Command, Options } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
-import type { SqlError } from "@effect/sql/SqlError"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Effect, Either, Layer, Option } from "effect"
 import { EventLog } from "../events/EventLog.js"
@@ -97,16 +96,9 @@ const database = (filename: string) => {
 export const report = (filename: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    // Opened lazily: a file that is not SQLite at all fails at this first query.
+    // A file that is not SQLite at all was refused with the flags (`CliOptions.existingFile`).
     const tables = new Set(
-      (yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table'`.pipe(
-        Effect.catchTag("SqlError", (error): Effect.Effect<never, SqlError | CliOptions.UsageError> =>
-          Effect.fail(
-            (error.cause as { code?: unknown } | undefined)?.code === "SQLITE_NOTADB"
-              ? new CliOptions.UsageError({ subject: `--db ${filename}`, reason: "is not a SQLite database" })
-              : error
-          ))
-      )).map((r) => r.name)
+      (yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table'`).map((r) => r.name)
     )
     if (!tables.has("events") && !tables.has("kv") && !tables.has("resolutions") && !tables.has("accounts")) {
       return yield* new CliOptions.UsageError({

@@ -80,21 +80,32 @@ const logKey = (txHash: string, logIndex: number) => `${txHash.toLowerCase()}:${
  * checkpoint has passed its block, so a long run does not keep them all.
  */
 export const makeLogBlocks = () => {
-  const blocks = new Map<string, bigint>()
+  /** By log: its block, and which `record` call recorded it. */
+  const blocks = new Map<string, { readonly block: bigint; readonly recorded: number }>()
+  let records = 0
   return {
     record: (logs: ReadonlyArray<EthLog>): void => {
-      for (const log of logs) blocks.set(logKey(log.transactionHash, log.logIndex), log.blockNumber)
+      records++
+      for (const log of logs) {
+        blocks.set(logKey(log.transactionHash, log.logIndex), { block: log.blockNumber, recorded: records })
+      }
     },
     /** The block of a stored log, forgotten as it is read (it is printed once). */
     take: (txHash: string, logIndex: number): Option.Option<bigint> => {
       const key = logKey(txHash, logIndex)
-      const block = blocks.get(key)
+      const entry = blocks.get(key)
       blocks.delete(key)
-      return Option.fromNullable(block)
+      return Option.map(Option.fromNullable(entry), (e) => e.block)
     },
-    /** Forgets the logs of blocks up to `height`: call it once every event up to there is printed. */
-    forgetUpTo: (height: bigint): void => {
-      for (const [key, block] of blocks) if (block <= height) blocks.delete(key)
+    /** What has been recorded so far: take it before reading the checkpoint (see `forgetUpTo`). */
+    mark: (): number => records,
+    /**
+     * Forgets the logs of blocks up to `height` recorded by `mark`, once every event up to the
+     * checkpoint `height` (read after `mark`) is printed. Those recorded later may be a re-scan
+     * after a rewind below `height`, not stored yet.
+     */
+    forgetUpTo: (height: bigint, mark: number): void => {
+      for (const [key, { block, recorded }] of blocks) if (block <= height && recorded <= mark) blocks.delete(key)
     },
     size: (): number => blocks.size
   }
@@ -139,7 +150,7 @@ export const run = (settings: ListenSettings) => {
     const { source, target } = yield* Effect.all({
       source: EthDeposits.sourceOf(config.contractAddress, { maxRetries: config.maxRetries }),
       target: confirmedHead(config)
-    }).pipe(Effect.provide(EthereumClient.layer({ urls: config.rpcProviders })))
+    }, { concurrency: 2 }).pipe(Effect.provide(EthereumClient.layer({ urls: config.rpcProviders })))
     const context = yield* Layer.build(storage(settings.db))
     const sql = yield* Effect.provide(SqlClient.SqlClient, context)
     const store = yield* Effect.provide(EventStore, context)
@@ -208,10 +219,11 @@ export const run = (settings: ListenSettings) => {
     let catchingUp = true
     for (;;) {
       // The checkpoint first: every event up to it is stored, so the drain prints them all, and
-      // what is left of those blocks was never stored.
+      // what was fetched before it and is left of those blocks was never stored.
+      const mark = blocks.mark()
       const height = yield* reached
       yield* drain
-      blocks.forgetUpTo(height)
+      blocks.forgetUpTo(height, mark)
       if (catchingUp) {
         yield* progress.update(height)
         if (height >= target) {

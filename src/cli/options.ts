@@ -117,29 +117,36 @@ export const port = (flag: string, value: Option.Option<string>): Effect.Effect<
     }
   }))
 
-/** A database file that must already exist (inspect never creates one). */
-export const existingFile = ({ source, value }: Sourced): Effect.Effect<string, UsageError> => {
-  const path = resolve(value)
-  if (!existsSync(path)) {
-    return Effect.fail(new UsageError({ subject: `${source} ${value}`, reason: "no such file (inspect never creates a database)" }))
-  }
-  if (!statSync(path).isFile()) return Effect.fail(new UsageError({ subject: `${source} ${value}`, reason: "is not a file" }))
-  return Effect.succeed(path)
-}
-
 /** The first bytes of every SQLite database file. */
 const sqliteHeader = Buffer.from("SQLite format 3\0")
 
-/** Whether the file at `path` is empty or starts as a SQLite database does. */
-const emptyOrSqlite = (path: string): boolean => {
-  const fd = openSync(path, "r")
+/**
+ * Why the file at `path` cannot be a node database: it cannot be read, or it is neither empty nor
+ * starts as a SQLite database does; `undefined` when it can.
+ */
+const notSqlite = (path: string): string | undefined => {
   try {
-    const head = Buffer.alloc(sqliteHeader.length)
-    const read = readSync(fd, head, 0, head.length, 0)
-    return read === 0 || (read === head.length && head.equals(sqliteHeader))
-  } finally {
-    closeSync(fd)
+    const fd = openSync(path, "r")
+    try {
+      const head = Buffer.alloc(sqliteHeader.length)
+      const read = readSync(fd, head, 0, head.length, 0)
+      return read === 0 || (read === head.length && head.equals(sqliteHeader)) ? undefined : "is not a SQLite database"
+    } finally {
+      closeSync(fd)
+    }
+  } catch (e) {
+    return `cannot be read: ${e instanceof Error ? e.message : String(e)}`
   }
+}
+
+/** A database file that must already exist (inspect never creates one), and be SQLite's. */
+export const existingFile = ({ source, value }: Sourced): Effect.Effect<string, UsageError> => {
+  const path = resolve(value)
+  const refuse = (reason: string) => Effect.fail(new UsageError({ subject: `${source} ${value}`, reason }))
+  if (!existsSync(path)) return refuse("no such file (inspect never creates a database)")
+  if (!statSync(path).isFile()) return refuse("is not a file")
+  const problem = notSqlite(path)
+  return problem === undefined ? Effect.succeed(path) : refuse(problem)
 }
 
 /**
@@ -150,10 +157,11 @@ export const databaseFile = ({ source, value }: Sourced): Effect.Effect<string, 
   const path = resolve(value)
   const dir = dirname(path)
   const refuse = (reason: string) => Effect.fail(new UsageError({ subject: `${source} ${value}`, reason }))
-  if (existsSync(path) && !statSync(path).isFile()) return refuse("is not a file")
   if (!existsSync(dir) || !statSync(dir).isDirectory()) return refuse(`the directory ${dir} does not exist`)
-  if (existsSync(path) && !emptyOrSqlite(path)) return refuse("is not a SQLite database")
-  return Effect.succeed(path)
+  if (!existsSync(path)) return Effect.succeed(path)
+  if (!statSync(path).isFile()) return refuse("is not a file")
+  const problem = notSqlite(path)
+  return problem === undefined ? Effect.succeed(path) : refuse(problem)
 }
 
 // --- the eth_deposits section -----------------------------------------------------------------

@@ -32,12 +32,16 @@ const isDatabase = (name: string) => /^validator-\d+\.db(-wal|-shm)?$/.test(name
  */
 export const problem = (dir: string): string | undefined => {
   const path = resolve(dir)
-  if (!existsSync(path)) return undefined
-  if (!statSync(path).isDirectory()) return "it is not a directory"
-  const taken = readdirSync(path).filter(isDatabase)
-  return taken.length === 0 ? undefined :
-    `it already holds ${taken.join(", ")} from an earlier devnet; each devnet starts a new chain, ` +
-      `so remove those files or choose another directory`
+  try {
+    if (!existsSync(path)) return undefined
+    if (!statSync(path).isDirectory()) return "it is not a directory"
+    const taken = readdirSync(path).filter(isDatabase)
+    return taken.length === 0 ? undefined :
+      `it already holds ${taken.join(", ")} from an earlier devnet; each devnet starts a new chain, ` +
+        `so remove those files or choose another directory`
+  } catch (e) {
+    return `it cannot be read: ${e instanceof Error ? e.message : String(e)}`
+  }
 }
 
 /**

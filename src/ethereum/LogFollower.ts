@@ -283,8 +283,8 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
         if (cached !== undefined && cached.head === h) {
           confirmed = cached.confirmed
         } else {
-          const tagged = yield* rpc(client.block(confirmations))
-          confirmed = Option.match(tagged, { onNone: () => -1n, onSome: (b) => b.number })
+          const tagBlock = yield* rpc(client.block(confirmations))
+          confirmed = Option.match(tagBlock, { onNone: () => -1n, onSome: (b) => b.number })
           yield* Ref.set(tagCache, { head: h, confirmed })
         }
       }

@@ -387,8 +387,8 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
     transaction,
     log: {
       list: (options) => {
-        // A limit below 1 asks for nothing; no limit (or one that is no number, or past what
-        // SQLite's 64-bit LIMIT holds: the memory store reads them all as none) is -1, "no limit".
+        // A limit below 1 asks for nothing; no limit (or one that is no number, or past 2^53,
+        // which could overflow SQLite's 64-bit LIMIT: no store holds that many) is -1, "no limit".
         if (options?.limit !== undefined && options.limit < 1) return Effect.succeed([])
         const limit = options?.limit === undefined || !(options.limit <= Number.MAX_SAFE_INTEGER)
           ? -1

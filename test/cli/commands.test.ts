@@ -384,6 +384,8 @@ describe("kwil-listeners bad input", () => {
         { args: ["inspect", "--db", join(dir, "none.db")], says: ["--db", "none.db", "no such file"] },
         { args: ["inspect", "--db", badToml], says: ["--db", "bad.toml", "is not a SQLite database"] },
         { args: ["listen", "--rpc", rpc, "--contract", contract, "--db", badToml], says: ["--db", "bad.toml", "is not a SQLite database"] },
+        // A file that cannot be read (reading it fails with EIO): one line, not a stack trace.
+        { args: ["listen", "--rpc", rpc, "--contract", contract, "--db", "/proc/self/mem"], says: ["--db", "/proc/self/mem", "cannot be read"] },
         { args: ["devnet", "--max-blocks", "5"], says: ["--max-blocks", "5 is too few", "the seat given back at block 12"] },
         { args: ["devnet", "--data-dir", badToml], says: ["--data-dir", "bad.toml", "is not a directory"] },
         { args: ["devnet"], env: { KWIL_LISTENERS_DATA_DIR: usedDataDir }, says: ["KWIL_LISTENERS_DATA_DIR", "already holds validator-0.db"] },

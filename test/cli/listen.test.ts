@@ -17,15 +17,20 @@ const log = (tx: number, logIndex: number, blockNumber: bigint): EthLog => ({
 })
 
 describe("listen's blocks of fetched logs", () => {
-  it("gives each printed log its block once, and forgets logs never stored once the checkpoint passes them", () => {
+  it("gives each printed log its block once, and forgets logs never stored once a checkpoint read after them passes them", () => {
     const blocks = makeLogBlocks()
     blocks.record([log(0xab, 0, 5n), log(2, 3, 6n), log(3, 1, 7n)])
     // Looked up by the payload's hash, which may be cased otherwise; once.
     expect(blocks.take(`0x${"AB".padStart(64, "0")}`, 0)).toEqual(Option.some(5n))
     expect(blocks.take(`0x${"ab".padStart(64, "0")}`, 0)).toEqual(Option.none())
-    // Block 6's log was fetched but never stored (skipped as malformed, say): the checkpoint at 6 drops it.
-    blocks.forgetUpTo(6n)
-    expect(blocks.size()).toBe(1)
+    // Block 6's log was fetched but never stored (skipped as malformed, say): the checkpoint at 6,
+    // read after it was fetched, drops it.
+    const mark = blocks.mark()
+    // Fetched after the mark (a re-scan after a rewind below 6, not stored yet): kept.
+    blocks.record([log(4, 0, 6n)])
+    blocks.forgetUpTo(6n, mark)
+    expect(blocks.size()).toBe(2)
+    expect(blocks.take(`0x${"4".padStart(64, "0")}`, 0)).toEqual(Option.some(6n))
     expect(blocks.take(`0x${"3".padStart(64, "0")}`, 1)).toEqual(Option.some(7n))
     expect(blocks.size()).toBe(0)
   })
