@@ -64,6 +64,7 @@ const shrinks: ReadonlyArray<RegExp> = [
   /block range (?:is )?too (?:large|wide|big)/i, // base, optimism, ankr
   /block range limit exceeded/i, // chainstack
   /range limit exceeded/i,
+  /range exceeds (?:the )?max(?:imum)? (?:rpc )?range limit/i, // besu (-32005, --rpc-max-logs-range)
   /(?:eth_getLogs|log) range is too large/i,
   /too many (?:results|logs|blocks)/i,
   /exceed(?:s|ed)? (?:the )?max(?:imum)? (?:number of )?(?:results|logs)/i,
@@ -94,6 +95,12 @@ export const parseRangeHint = (message: string): Option.Option<RangeHint> => {
 
 /** Messages that mean "slow down", whatever code they came with. */
 const rateLimited = /rate.?limit|too many requests|request limit (?:reached|exceeded)|exceeded .*(?:quota|credits|capacity|compute units)|throughput|daily limit|per second/i
+
+/**
+ * A range past the node's own head, whatever the code (geth answers -32602): the node is behind
+ * the head seen elsewhere, and another try (or URL) may work.
+ */
+const pastHead = /beyond (?:the )?current head|after last accepted block/i
 
 /** `-32000` messages from a node that is behind or busy: another try (or URL) may work. */
 const transient = /header not found|unknown block|missing trie node|syncing|try again|timed? ?out|busy|overloaded|unavailable|no backend|not healthy|internal error/i
@@ -222,6 +229,9 @@ export const fromViemError = (request: RequestInfo, error: unknown): RpcError =>
     /unexpected token|unexpected end of (?:json|input|data)|unterminated string|invalid json|not valid json|json\.parse/i.test(text)
   ) {
     return new RpcGarbled({ ...base, detail, cause: error })
+  }
+  if (pastHead.test(text)) {
+    return new RpcUnavailable({ ...base, detail, cause: error })
   }
   // JSON-RPC codes: the request itself is wrong (these never heal)...
   if (code(-32700) || code(-32600) || code(-32601) || code(-32602) || code(-32004) || code(-32006)) {

@@ -52,7 +52,8 @@ const table: ReadonlyArray<readonly [string, RangeHint]> = [
   ["block range greater than 10000 max", { _tag: "Limit", blocks: 10_000 }],
   ["eth_getLogs range is too large, max is 10k blocks", { _tag: "Limit", blocks: 10_000 }],
   ["query must be smaller than size 1024", { _tag: "Limit", blocks: 1024 }],
-  ["response size should not greater than 10000000 bytes", { _tag: "Shrink" }]
+  ["response size should not greater than 10000000 bytes", { _tag: "Shrink" }],
+  ["Requested range exceeds maximum RPC range limit", { _tag: "Shrink" }]
 ]
 
 describe("parseRangeHint", () => {
@@ -84,14 +85,17 @@ describe("fromViemError", () => {
       new LimitExceededRpcError(rpcError(-32005, "query returned more than 10000 results")),
       new InvalidParamsRpcError(rpcError(-32602, "eth_getLogs is limited to a 10,000 range")),
       new InvalidInputRpcError(rpcError(-32000, "exceed maximum block range: 5000")),
-      new HttpRequestError({ url, status: 413, details: "Request Entity Too Large" })
+      new HttpRequestError({ url, status: 413, details: "Request Entity Too Large" }),
+      // Besu past --rpc-max-logs-range: its code is the rate limit's, its words a range refusal.
+      new LimitExceededRpcError(rpcError(-32005, "Requested range exceeds maximum RPC range limit"))
     ]
     const mapped = cases.map((e) => fromViemError(getLogs, e))
-    expect(mapped.map((e) => e._tag)).toEqual(["RangeTooLarge", "RangeTooLarge", "RangeTooLarge", "RangeTooLarge"])
+    expect(mapped.map((e) => e._tag)).toEqual(["RangeTooLarge", "RangeTooLarge", "RangeTooLarge", "RangeTooLarge", "RangeTooLarge"])
     expect(mapped.map((e) => e._tag === "RangeTooLarge" && e.hint)).toEqual([
       { _tag: "Shrink" },
       { _tag: "Limit", blocks: 10_000 },
       { _tag: "Limit", blocks: 5000 },
+      { _tag: "Shrink" },
       { _tag: "Shrink" }
     ])
     expect(mapped.every((e) => e._tag === "RangeTooLarge" && e.requested === 1000 && isHealable(e))).toBe(true)
@@ -121,6 +125,8 @@ describe("fromViemError", () => {
       [new InvalidInputRpcError(rpcError(-32000, "header not found")), "RpcUnavailable", true],
       [new MethodNotFoundRpcError(rpcError(-32601, "the method eth_foo does not exist")), "RpcBadRequest", false],
       [new InvalidParamsRpcError(rpcError(-32602, "invalid argument 0: hex string has leading zero")), "RpcBadRequest", false],
+      // Geth asked for logs past its head (behind the head seen elsewhere): it catches up.
+      [new InvalidParamsRpcError(rpcError(-32602, "block range extends beyond current head block")), "RpcUnavailable", true],
       [new HttpRequestError({ url, status: 401, details: "invalid project id" }), "RpcBadRequest", false],
       [new InvalidInputRpcError(rpcError(-32000, "execution reverted")), "RpcBadRequest", false],
       // A 200 whose body is a gateway's HTML page, or cut off: a transport glitch.
