@@ -139,30 +139,33 @@ const notSqlite = (path: string): string | undefined => {
   }
 }
 
-/** A database file that must already exist (inspect never creates one), and be SQLite's. */
-export const existingFile = ({ source, value }: Sourced): Effect.Effect<string, UsageError> => {
+/**
+ * `value` resolved, when the file there `canBeAbsent` or exists as a SQLite file (or an empty
+ * one); else a `UsageError` naming `source` and why.
+ */
+const sqliteFile = ({ source, value }: Sourced, canBeAbsent: (path: string) => string | undefined) => {
   const path = resolve(value)
-  const refuse = (reason: string) => Effect.fail(new UsageError({ subject: `${source} ${value}`, reason }))
-  if (!existsSync(path)) return refuse("no such file (inspect never creates a database)")
-  if (!statSync(path).isFile()) return refuse("is not a file")
-  const problem = notSqlite(path)
-  return problem === undefined ? Effect.succeed(path) : refuse(problem)
+  const problem = existsSync(path)
+    ? (statSync(path).isFile() ? notSqlite(path) : "is not a file")
+    : canBeAbsent(path)
+  return problem === undefined
+    ? Effect.succeed(path)
+    : Effect.fail(new UsageError({ subject: `${source} ${value}`, reason: problem }))
 }
+
+/** A database file that must already exist (inspect never creates one), and be SQLite's. */
+export const existingFile = (sourced: Sourced): Effect.Effect<string, UsageError> =>
+  sqliteFile(sourced, () => "no such file (inspect never creates a database)")
 
 /**
  * A node database to create or open: its directory must exist, and a file already there must be
  * SQLite's (or empty), so a wrong path is refused before anything else is done.
  */
-export const databaseFile = ({ source, value }: Sourced): Effect.Effect<string, UsageError> => {
-  const path = resolve(value)
-  const dir = dirname(path)
-  const refuse = (reason: string) => Effect.fail(new UsageError({ subject: `${source} ${value}`, reason }))
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) return refuse(`the directory ${dir} does not exist`)
-  if (!existsSync(path)) return Effect.succeed(path)
-  if (!statSync(path).isFile()) return refuse("is not a file")
-  const problem = notSqlite(path)
-  return problem === undefined ? Effect.succeed(path) : refuse(problem)
-}
+export const databaseFile = (sourced: Sourced): Effect.Effect<string, UsageError> =>
+  sqliteFile(sourced, (path) => {
+    const dir = dirname(path)
+    return existsSync(dir) && statSync(dir).isDirectory() ? undefined : `the directory ${dir} does not exist`
+  })
 
 // --- the eth_deposits section -----------------------------------------------------------------
 

@@ -176,13 +176,13 @@ export const resumePoint = (
   return store.transaction(Effect.gen(function*() {
     const checkpoint = yield* readCheckpoint(store.kv)
     const stored = yield* storedSource
-    const same = Option.exists(stored, (s) => sameSource(s, configured))
-    if (Option.isSome(checkpoint) && Option.isSome(stored) && !same) {
+    if (Option.isSome(checkpoint) && Option.isSome(stored) && !sameSource(stored.value, configured)) {
       return yield* new CheckpointOfAnotherSource({ stored: stored.value, configured })
     }
     // Stores from before the source (or its genesis) was kept adopt this run's.
-    const complete = Option.exists(stored, (s) => s.genesis !== undefined || configured.genesis === undefined)
-    if (!same || !complete) yield* store.kv.set(sourceKey, Schema.encodeSync(SourceBytes)(configured))
+    const upToDate = Option.exists(stored, (s) =>
+      sameSource(s, configured) && (s.genesis !== undefined || configured.genesis === undefined))
+    if (!upToDate) yield* store.kv.set(sourceKey, Schema.encodeSync(SourceBytes)(configured))
     return checkpoint
   }))
 }
