@@ -164,7 +164,15 @@ export const run = (settings: ListenSettings) => {
     const reached = Effect.map(Checkpoints.readCheckpoint(store.kv), heightOf)
     // The stored checkpoint must be this chain's and contract's before `--once` may call it caught
     // up: the listener checks the same as it starts, but the loop below could end before it did.
-    const from = heightOf(yield* Checkpoints.resumePoint(store, source))
+    const stored = yield* Checkpoints.resumePoint(store, source)
+    const from = heightOf(stored)
+    if (Option.isSome(stored) && stored.value.height > target) {
+      // Not a lag to catch up: `--once` has nothing to do, and the listener waits (or rewinds).
+      yield* Effect.logWarning(
+        `the stored checkpoint, block ${stored.value.height}, is above the chain's confirmed head, block ${target}: ` +
+          "the node is still syncing, or the chain was reset or reorganised to fewer blocks"
+      )
+    }
     yield* Effect.logInfo(`listening for deposits to ${config.contractAddress}`).pipe(
       Effect.annotateLogs({ db: settings.db, from: String(from + 1n), confirmedHead: String(target) })
     )

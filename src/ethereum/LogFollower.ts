@@ -470,11 +470,48 @@ export const follow = (options: Options): Stream.Stream<FollowerEvent, FollowerE
       Effect.retry({ schedule: retrySchedule, while: (e) => e._tag === "InconsistentChain" })
     )
 
+    /** The checkpoint height whose head-below-it case was already checked and logged (see `belowCheckpoint`). */
+    const checkedBelow = yield* Ref.make(-1n)
+
+    /**
+     * The chain's head is below the checkpoint `cp`: a node still syncing, or a chain reset or
+     * reorganised to fewer blocks (same genesis). The newest checkpoint known at or below the
+     * confirmed height tells them apart when it is no longer canonical: then it is a finality
+     * violation, rewound now rather than once the chain grows past `cp`. Otherwise the follower
+     * waits, and says why once a checkpoint (a silent wait looks like a hang).
+     */
+    const belowCheckpoint = (cp: Checkpoint, t: { readonly head: bigint; readonly confirmed: bigint }) =>
+      Effect.gen(function*() {
+        if ((yield* Ref.get(checkedBelow)) === cp.height) return Option.none<Rewind>()
+        yield* Ref.set(checkedBelow, cp.height)
+        const recent = (yield* Ref.get(known)).filter((c) => c.height <= t.confirmed && c.hash !== undefined).at(-1)
+        const settled = recent !== undefined || options.history === undefined
+          ? Option.fromNullable(recent)
+          : Option.filter(yield* options.history(t.confirmed + 1n), (c) => c.hash !== undefined && c.height <= t.confirmed)
+        if (Option.isSome(settled)) {
+          const block = yield* rpc(client.block(settled.value.height))
+          if (Option.isSome(block) && block.value.hash !== settled.value.hash) {
+            return Option.some(yield* rewind(settled.value, settled.value.hash!, block.value.hash))
+          }
+        }
+        yield* (cp.hash === undefined ? Effect.logInfo : Effect.logWarning)(
+          cp.hash === undefined
+            ? "the chain's head is below the starting block: waiting for it"
+            : "the chain's head is below the checkpoint: a node still syncing, or a chain reset or reorganised " +
+              "to fewer blocks; waiting until it passes the checkpoint, whose hash is checked then"
+        ).pipe(Effect.annotateLogs({ head: String(t.head), checkpoint: String(cp.height) }))
+        return Option.none<Rewind>()
+      })
+
     const step: Effect.Effect<FollowerEvent, FollowerError> = Effect.gen(function*() {
       for (;;) {
         const cp = yield* Ref.get(checkpoint)
         const t = yield* target
         if (t.confirmed <= cp.height) {
+          if (t.head < cp.height) {
+            const rewound = yield* belowCheckpoint(cp, t)
+            if (Option.isSome(rewound)) return rewound.value
+          }
           yield* awaitHead(t.head)
           continue
         }

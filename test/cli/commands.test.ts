@@ -150,6 +150,15 @@ describe("kwil-listeners listen and inspect on anvil", () => {
       expect(second.code).toBe(0)
       expect(second.stdout).toBe("")
 
+      // The chain cut back below the stored checkpoint (a node re-syncing, or a dev chain rolled
+      // back): said so, not a silent "caught up" to a head the checkpoint is past.
+      yield* chain.anvil.rollback(3)
+      const behind = yield* cli(["listen", "--once", ...flags])
+      expect(behind.code).toBe(0)
+      expect(behind.stderr).toMatch(/stored checkpoint, block \d+, is above the chain's confirmed head/)
+      expect(behind.stdout).toBe("")
+      yield* chain.anvil.mine(3)
+
       // The same database over another chain: refused, not "caught up" (its checkpoint is past that chain's head).
       const other = yield* Anvil.make({ chainId: 5 })
       const foreign = yield* cli(["listen", "--once", ...flags.map((f) => (f === chain.anvil.httpUrl ? other.httpUrl : f))])

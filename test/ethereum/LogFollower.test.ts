@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, FiberRef, Layer, Metric, Option, Ref, Stream, TestClock } from "effect"
+import { Duration, Effect, Exit, Fiber, FiberRef, Layer, Logger, Metric, Option, Ref, Stream, TestClock } from "effect"
 import { EthereumClient, type EthLog } from "../../src/ethereum/EthereumClient.js"
 import { RangeTooLarge, RpcBadRequest, RpcRateLimited, RpcTimeout } from "../../src/ethereum/errors.js"
 import * as LogFollower from "../../src/ethereum/LogFollower.js"
@@ -177,6 +177,52 @@ describe("LogFollower", () => {
       const alone = yield* start(chain.layer, { from: stale })
       const exit = yield* Fiber.await(alone.fiber)
       expect(Exit.isFailure(exit) && exit.cause.toString()).toContain("ReorgBeyondHistory")
+    }))
+
+  it.effect("a checkpoint above the chain's head, on a chain reset below an older checkpoint, rewinds at once", () =>
+    Effect.gen(function*() {
+      const chain = new FakeChain(31)
+      const older = { height: 3n, hash: blockHash(chain, 3n) }
+      const old = { height: 10n, hash: blockHash(chain, 10n) }
+      chain.mine(20)
+      const stale = { height: 40n, hash: blockHash(chain, 40n) }
+      chain.reorg(46) // blocks 5..50 replaced, then the chain is cut back to 30: below the checkpoint
+      chain.blocks.splice(31)
+      const history = (below: bigint) =>
+        Effect.succeed(Option.fromNullable([older, old].filter((c) => c.height < below).at(-1)))
+      const f = yield* start(chain.layer, { from: stale, history })
+      const events = yield* f.events
+      expect(events[0]).toMatchObject({ _tag: "Rewind", checkpoint: older })
+      expect((events[0] as LogFollower.Rewind).violation).toMatchObject({ height: 10n, expected: old.hash })
+      const rescanned = logsUpTo(chain, 25n).filter((l) => l.blockNumber > older.height)
+      expect(apply(events)).toEqual({ logs: rescanned, checkpoint: { height: 25n, hash: blockHash(chain, 25n) } })
+    }))
+
+  it.effect("a checkpoint above the head of a node still syncing: waits, says so once, then goes on from it", () =>
+    Effect.gen(function*() {
+      const warnings: Array<string> = []
+      const logs = Logger.replace(
+        Logger.defaultLogger,
+        Logger.make(({ logLevel, message }) => {
+          if (logLevel._tag === "Warning") warnings.push(String(message))
+        })
+      )
+      const chain = new FakeChain(51)
+      const old = { height: 10n, hash: blockHash(chain, 10n) }
+      const ahead = { height: 40n, hash: blockHash(chain, 40n) }
+      const full = chain.blocks.splice(31) // the node has synced up to block 30 so far
+      const history = (below: bigint) => Effect.succeed(below > old.height ? Option.some(old) : Option.none())
+      const f = yield* start(chain.layer.pipe(Layer.provideMerge(logs)), { from: ahead, history })
+      chain.blocks.push(...full.slice(0, 5)) // head 35: still below
+      yield* TestClock.adjust("5 seconds")
+      expect(yield* f.events).toEqual([])
+      expect(warnings).toHaveLength(1)
+      expect(warnings[0]).toContain("below the checkpoint")
+      chain.blocks.push(...full.slice(5)) // head 50: confirmed 45
+      yield* TestClock.adjust("5 seconds")
+      const events = yield* f.events
+      expect(batches(events).map((b) => [b.from, b.to])).toEqual([[41n, 45n]])
+      expect(warnings).toHaveLength(1)
     }))
 
   it.effect("a head that a lagging source reports lower never makes it re-emit or go back", () =>
