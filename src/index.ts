@@ -19,7 +19,7 @@ export type { LocalEvent } from "./events/EventLog.js"
 // Voting
 export * as Resolution from "./voting/Resolution.js"
 export { DuplicateResolution, ResolutionRegistry } from "./voting/ResolutionRegistry.js"
-export { VoteLedger } from "./voting/VoteLedger.js"
+export { InvalidBlockHeight, InvalidValidatorSet, NotAValidator, NotBlockProposer, VoteLedger } from "./voting/VoteLedger.js"
 export { Broadcaster, InvalidBroadcasterConfig, InvalidProposalCaps } from "./voting/Broadcaster.js"
 export { VoteTransport } from "./voting/VoteTransport.js"
 

@@ -23,7 +23,7 @@ import * as CreditAccount from "../extensions/creditAccount.js"
 import * as EthDeposits from "../extensions/ethDeposits.js"
 import * as Checkpoints from "../extensions/ethDepositsCheckpoint.js"
 import type { ListenerState } from "../listener/ListenerManager.js"
-import { type InvalidValidatorSet, type NotBlockProposer, VoteLedger } from "../voting/VoteLedger.js"
+import { type InvalidBlockHeight, type InvalidValidatorSet, type NotBlockProposer, VoteLedger } from "../voting/VoteLedger.js"
 import type { VoteSubmitError } from "../voting/VoteTransport.js"
 import type { AnvilInstance, AnvilRpcError } from "./Anvil.js"
 import type { BlockProducer, BlockReport, DigestMismatch } from "./BlockProducer.js"
@@ -105,6 +105,7 @@ export type DevnetError =
   | EventStoreError
   | InvalidValidatorSet
   | NotBlockProposer
+  | InvalidBlockHeight
   | VoteSubmitError
 
 const credited = Metric.counter("devnet_deposits_credited", { description: "devnet deposits credited", incremental: true })

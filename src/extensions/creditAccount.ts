@@ -184,6 +184,26 @@ export class InvalidCreditAmount extends Data.TaggedError("InvalidCreditAmount")
   }
 }
 
+/** A credit that would take a balance past 2^256-1: refused, the balance left as it was. */
+export class BalanceOverflow extends Data.TaggedError("BalanceOverflow")<{
+  readonly account: string
+  readonly balance: bigint
+  readonly amount: bigint
+}> {
+  override get message() {
+    return `credit of ${this.amount} to ${this.account} refused: its balance ${this.balance} would pass 2^256-1 ` +
+      `(balances are uint256, as on the chain the deposits come from)`
+  }
+}
+
+const MAX_UINT256 = (1n << 256n) - 1n
+
+/** `balance + amount` as stored text, or `BalanceOverflow` past 2^256-1. */
+const credited = (key: string, balance: bigint, amount: bigint): Effect.Effect<string, BalanceOverflow> =>
+  balance + amount > MAX_UINT256
+    ? Effect.fail(new BalanceOverflow({ account: key, balance, amount }))
+    : Effect.succeed((balance + amount).toString())
+
 /** The key of an address in `accounts`. */
 export const accountKey = (account: string): string => account.toLowerCase()
 
@@ -209,17 +229,23 @@ const upsertBalance =
   "INSERT INTO accounts (identifier, balance) VALUES (?, ?) ON CONFLICT (identifier) DO UPDATE SET balance = excluded.balance"
 
 /** Reads the stored balance and writes balance + amount (an account never credited holds 0). */
-const readAndCredit = (key: string, amount: bigint): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
-  Effect.flatMap(TxSql.query<{ balance: string }>(selectBalance, [key]), (rows) => {
-    const balance = ((rows[0] === undefined ? 0n : BigInt(rows[0].balance)) + amount).toString()
-    return Effect.map(TxSql.run(upsertBalance, [key, balance]), () => remember(key, balance))
-  })
+const readAndCredit = (key: string, amount: bigint): Effect.Effect<void, SqlError | BalanceOverflow, SqlClient.SqlClient> =>
+  Effect.flatMap(TxSql.query<{ balance: string }>(selectBalance, [key]), (rows) =>
+    Effect.flatMap(credited(key, rows[0] === undefined ? 0n : BigInt(rows[0].balance), amount), (balance) =>
+      Effect.map(TxSql.run(upsertBalance, [key, balance]), () => remember(key, balance))))
 
-/** Adds `amount` to `account`'s balance, creating the account; runs in the caller's transaction. */
-export const credit = (account: string, amount: bigint): Effect.Effect<void, SqlError, SqlClient.SqlClient> => {
+/**
+ * Adds `amount` to `account`'s balance, creating the account; runs in the caller's transaction.
+ * A balance past 2^256-1 is refused (`BalanceOverflow`), nothing written.
+ */
+export const credit = (
+  account: string,
+  amount: bigint
+): Effect.Effect<void, SqlError | BalanceOverflow, SqlClient.SqlClient> => {
   const key = accountKey(account)
   const hint = hints.get(key)
-  if (hint === undefined) return readAndCredit(key, amount)
+  // Past the cap, the stored balance decides (the hint may be stale).
+  if (hint === undefined || BigInt(hint) + amount > MAX_UINT256) return readAndCredit(key, amount)
   const balance = (BigInt(hint) + amount).toString()
   return Effect.flatMap(
     TxSql.changes(compareAndSet, [balance, key, hint]),
@@ -241,11 +267,12 @@ const upsertBalances = "INSERT INTO accounts (identifier, balance) " +
  * (none for no credits): one read of the accounts' balances and one upsert of their sums, the
  * keys going as JSON text. Stored balances are matched to keys by their position in that text, not
  * by the identifier read back, which for a key that is not well-formed Unicode (a lone surrogate)
- * is not the same JavaScript string. Runs in the caller's transaction.
+ * is not the same JavaScript string. Runs in the caller's transaction. A balance past 2^256-1 fails
+ * the whole call (`BalanceOverflow`), nothing written.
  */
 export const creditAll = (
   credits: ReadonlyArray<{ readonly account: string; readonly amount: bigint }>
-): Effect.Effect<void, SqlError, SqlClient.SqlClient> => {
+): Effect.Effect<void, SqlError | BalanceOverflow, SqlClient.SqlClient> => {
   const sums = new Map<string, bigint>()
   for (const { account, amount } of credits) {
     const key = accountKey(account)
@@ -255,10 +282,17 @@ export const creditAll = (
   const keys = [...sums.keys()]
   return Effect.flatMap(
     TxSql.query<{ position: number; balance: string }>(selectBalances, [JSON.stringify(keys)]),
-    (rows) => {
+    (rows): Effect.Effect<void, SqlError | BalanceOverflow, SqlClient.SqlClient> => {
       for (const row of rows) {
         const key = keys[row.position]!
         sums.set(key, sums.get(key)! + BigInt(row.balance))
+      }
+      for (const [key, sum] of sums) {
+        if (sum > MAX_UINT256) {
+          const stored = rows.find((r) => keys[r.position] === key)
+          const balance = stored === undefined ? 0n : BigInt(stored.balance)
+          return Effect.fail(new BalanceOverflow({ account: key, balance, amount: sum - balance }))
+        }
       }
       const balances = Array.from(sums, ([key, sum]) => [key, sum.toString()] as const)
       return Effect.map(TxSql.run(upsertBalances, [JSON.stringify(balances)]), () => {
@@ -287,9 +321,9 @@ export const creditAccount = Resolution.make({
   confirmationThreshold: Resolution.fraction(2, 3),
   refundThreshold: Resolution.fraction(1, 3),
   expirationPeriod: 600,
-  resolve: (payload: Payload): Effect.Effect<void, InvalidCreditAmount | SqlError, SqlClient.SqlClient> =>
+  resolve: (payload: Payload): Effect.Effect<void, InvalidCreditAmount | BalanceOverflow | SqlError, SqlClient.SqlClient> =>
     payload.amount <= 0n ? invalidAmount(payload) : credit(payload.account, payload.amount),
-  resolveAll: (items): Effect.Effect<void, InvalidCreditAmount | SqlError, SqlClient.SqlClient> => {
+  resolveAll: (items): Effect.Effect<void, InvalidCreditAmount | BalanceOverflow | SqlError, SqlClient.SqlClient> => {
     const refused = items.find(({ payload }) => payload.amount <= 0n)
     return refused === undefined ? creditAll(items.map(({ payload }) => payload)) : invalidAmount(refused.payload)
   }

@@ -20,11 +20,11 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { createHash } from "node:crypto"
-import { Context, Data, Effect, Layer, Metric, Option } from "effect"
+import { Context, Data, Effect, Exit, Layer, Metric, Option } from "effect"
 import * as EventId from "../events/EventId.js"
 import { EventLog } from "../events/EventLog.js"
 import type { EventStoreError } from "../events/EventStore.js"
-import { defaults, requiredPower } from "./Resolution.js"
+import { defaults, maxExpirationPeriod, requiredPower } from "./Resolution.js"
 import { ResolutionRegistry } from "./ResolutionRegistry.js"
 import { type Confirmed, resolveInOrder } from "./resolveInOrder.js"
 import { withSavepoint } from "./TxSql.js"
@@ -49,8 +49,12 @@ export interface BodiesOutcome {
   readonly created: ReadonlyArray<EventId.EventId>
   /** Resolutions that already existed: only the proposer's vote was added (if missing). */
   readonly existing: ReadonlyArray<EventId.EventId>
-  /** Bodies ignored: already processed, or of a type this node has no resolution for. */
-  readonly skipped: ReadonlyArray<{ readonly id: EventId.EventId; readonly reason: "processed" | "unknown-type" }>
+  /**
+   * Bodies ignored: already processed, of a type this node has no resolution for, or bytes their
+   * type cannot decode (a faulty proposer's: stored, it would hold its bytes until expiry and could
+   * refund the proposer's vote for it).
+   */
+  readonly skipped: ReadonlyArray<{ readonly id: EventId.EventId; readonly reason: "processed" | "unknown-type" | "invalid-body" }>
 }
 
 /** What `applyVoteIds` did, ids in the order given. */
@@ -105,6 +109,17 @@ export class NotBlockProposer extends Data.TaggedError("NotBlockProposer")<{
   }
 }
 
+/** A block height the ledger cannot hold: below 0, or from 2^62 (an expiry height must stay within 64 bits). */
+export class InvalidBlockHeight extends Data.TaggedError("InvalidBlockHeight")<{ readonly height: bigint }> {
+  override get message() {
+    return `block height ${this.height} refused: heights run from 0 to 2^62-1 (the host's block height, as a bigint)`
+  }
+}
+
+/** `height` when the ledger can hold it (see `InvalidBlockHeight`). */
+const checkHeight = (height: bigint) =>
+  height >= 0n && height < maxExpirationPeriod ? Effect.void : Effect.fail(new InvalidBlockHeight({ height }))
+
 /** VoteIds from an identity holding no power: the whole tx is refused. */
 export class NotAValidator extends Data.TaggedError("NotAValidator")<{ readonly sender: string }> {
   override get message() {
@@ -151,13 +166,14 @@ export class VoteLedger extends Context.Tag("kwil-listeners/VoteLedger")<VoteLed
   /**
    * Executes the proposer's VoteBodies tx in `block`: refused unless `sender` is `block.proposer`.
    * Creates a resolution per new body (expiry = height + its type's period) with the proposer's
-   * vote; for an existing one only adds that vote; skips processed ids and unknown types.
+   * vote; for an existing one only adds that vote; skips processed ids, unknown types and bodies
+   * their type cannot decode. A height below 0 or from 2^62 is refused.
    */
   readonly applyVoteBodies: (
     sender: string,
     events: ReadonlyArray<VoteBody>,
     block: BlockInfo
-  ) => Effect.Effect<BodiesOutcome, NotBlockProposer | SqlError>
+  ) => Effect.Effect<BodiesOutcome, NotBlockProposer | InvalidBlockHeight | SqlError>
   /**
    * Executes a VoteIds tx: refused unless `sender` holds power. Unknown and processed ids are
    * skipped; they never fail the tx.
@@ -169,9 +185,12 @@ export class VoteLedger extends Context.Tag("kwil-listeners/VoteLedger")<VoteLed
   /**
    * Ends block `height`: resolves every resolution at or over its confirmation threshold (id
    * order, one savepoint each), drops the expired ones (expiration height <= height), computes
-   * refunds, moves all of them to `processed` and deletes their local event rows.
+   * refunds, moves all of them to `processed` and deletes their local event rows. A height below
+   * 0 or from 2^62 is refused.
    */
-  readonly finalizeBlock: (height: bigint) => Effect.Effect<FinalizeOutcome, SqlError | EventStoreError>
+  readonly finalizeBlock: (
+    height: bigint
+  ) => Effect.Effect<FinalizeOutcome, InvalidBlockHeight | SqlError | EventStoreError>
   /** sha256 (hex) over the consensus tables in canonical order: equal on nodes fed the same blocks. */
   readonly stateDigest: Effect.Effect<string, SqlError>
   /** The open resolutions among `ids`, sorted by id. */
@@ -286,6 +305,7 @@ const make = Effect.gen(function*() {
 
   const applyVoteBodies = Effect.fn("VoteLedger.applyVoteBodies")(
     function*(sender: string, events: ReadonlyArray<VoteBody>, block: BlockInfo) {
+      yield* checkHeight(block.height)
       if (sender !== block.proposer) {
         return yield* new NotBlockProposer({ sender, proposer: block.proposer, height: block.height })
       }
@@ -324,6 +344,11 @@ const make = Effect.gen(function*() {
           const resolution = registry.get(event.type)
           if (Option.isNone(resolution)) {
             skipped.push({ id, reason: "unknown-type" })
+            continue
+          }
+          // As the event store checks a broadcast body (the type's `accepts`, else its decoder).
+          if (Exit.isFailure(yield* Effect.exit(Effect.suspend(() => resolution.value.type.checkAll([event.body]))))) {
+            skipped.push({ id, reason: "invalid-body" })
             continue
           }
           created.push(id)
@@ -405,6 +430,7 @@ const make = Effect.gen(function*() {
   }
 
   const finalizeBlock = Effect.fn("VoteLedger.finalizeBlock")(function*(height: bigint) {
+    yield* checkHeight(height)
     const total = yield* totalPower
     const { least, needs } = confirmationNeeds(total)
     // Approved power from the CURRENT validators, with their identities (sorted) and the body, in
@@ -532,9 +558,12 @@ const make = Effect.gen(function*() {
       const columns = yield* tableColumns(table)
       hash.update(`table ${table} ${columns.length}\n`)
       if (columns.length === 0) continue
-      // quote() renders every SQLite value exactly (integers of any size, blobs as X'..'), and
-      // ordering by every column makes the row order canonical.
-      const row = columns.map((c) => `quote(${quoteIdent(c)})`).join(` || ',' || `)
+      // quote() renders every SQLite value exactly (integers of any size, blobs as X'..') but
+      // text, which it cuts at a NUL: text goes as the hex of its bytes. Ordering by every column
+      // makes the row order canonical.
+      const value = (c: string) =>
+        `CASE typeof(${c}) WHEN 'text' THEN 'T' || hex(${c}) ELSE quote(${c}) END`
+      const row = columns.map((c) => value(quoteIdent(c))).join(` || ',' || `)
       const order = columns.map(quoteIdent).join(", ")
       const rows = yield* sql.unsafe<{ row: string }>(
         `SELECT ${row} AS row FROM ${quoteIdent(table)} ORDER BY ${order}`

@@ -199,7 +199,7 @@ describe("credit_account resolution", () => {
       expect(yield* node.run(balanceOf(alice))).toBe(10n)
     }))
 
-  it.scoped("refuses a zero amount and undecodable bytes, crediting nothing for them alone", () =>
+  it.scoped("refuses a zero amount, crediting nothing for it alone; undecodable bytes never become a resolution", () =>
     Effect.gen(function*() {
       const node = yield* makeNode("A")
       const zero = yield* body(deposit(alice, 0n, 1))
@@ -208,9 +208,29 @@ describe("credit_account resolution", () => {
       const outcome = yield* confirm(node, 1n, [zero, garbage, fine])
       expect(outcome.resolved).toEqual([EventId.make(fine.type, fine.body)])
       const tags = new Map(outcome.failures.map((f) => [f.id, (f.error as { _tag: string })._tag]))
-      expect(tags.get(EventId.make(zero.type, zero.body))).toBe("InvalidCreditAmount")
-      expect(tags.get(EventId.make(garbage.type, garbage.body))).toBe("PayloadCodecError")
+      expect(tags).toEqual(new Map([[EventId.make(zero.type, zero.body), "InvalidCreditAmount"]]))
       expect(yield* node.run(balances)).toEqual([{ identifier: bob, balance: 3n }])
+    }))
+
+  it.scoped("refuses a credit that would take a balance past 2^256-1, leaving the balance as it was", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      const max = (1n << 256n) - 1n
+      const first = yield* confirm(node, 1n, [yield* body(deposit(alice, max - 1n, 1))])
+      expect(first.resolved).toHaveLength(1)
+      const over = [yield* body(deposit(alice, 1n, 2)), yield* body(deposit(alice, 1n, 3)), yield* body(deposit(bob, 4n, 4))]
+      const outcome = yield* confirm(node, 3n, over)
+      // The first +1 fits (to exactly 2^256-1); the second would pass it, so it alone fails.
+      expect(outcome.failures.map((f) => (f.error as { _tag: string })._tag)).toEqual(["BalanceOverflow"])
+      expect(outcome.resolved).toHaveLength(2)
+      expect(yield* node.run(balances)).toEqual([{ identifier: bob, balance: 4n }, { identifier: alice, balance: max }])
+      // The helpers themselves, in a transaction: refused, nothing written.
+      const sqlRun = <A, E>(e: Effect.Effect<A, E, SqlClient.SqlClient>) =>
+        node.run(Effect.flatMap(SqlClient.SqlClient, (sql) => sql.withTransaction(e)))
+      expect(yield* Effect.flip(sqlRun(credit(alice, 1n)))).toMatchObject({ _tag: "BalanceOverflow", balance: max, amount: 1n })
+      expect(yield* Effect.flip(sqlRun(creditAll([{ account: bob, amount: 1n }, { account: alice, amount: 2n }]))))
+        .toMatchObject({ _tag: "BalanceOverflow", balance: max, amount: 2n })
+      expect(yield* node.run(balances)).toEqual([{ identifier: bob, balance: 4n }, { identifier: alice, balance: max }])
     }))
 
   it.effect.prop(

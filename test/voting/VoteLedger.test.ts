@@ -259,20 +259,50 @@ describe("VoteLedger lifecycle", () => {
       expect(yield* node.run(Effect.flatMap(EventLog, (l) => l.isProcessed(ids[1]!)))).toBe(true)
     }))
 
-  it.scoped("a confirmed body its type cannot decode (not even UTF-8) is that resolution's failure, not the block's", () =>
+  it.scoped("a VoteBody its type cannot decode (not even UTF-8) is skipped: no resolution, no refund for it", () =>
     Effect.gen(function*() {
       const node = yield* makeNode("A")
       const good = yield* note(1)
-      // A faulty proposer's body: never stored by an honest node (its broadcast fails), yet voted in.
+      // A faulty proposer's bodies: never stored by an honest node (its broadcast fails).
       const bad = { type: Note.name, body: Uint8Array.of(0xff, 0xfe) }
-      const ids = [good, bad].map(idOf)
+      const huge = { type: "credit_account", body: new Uint8Array(1_000_000) }
+      const ids = [good, bad, huge].map(idOf)
+      const before = yield* node.run(Effect.flatMap(VoteLedger, (l) => l.stateDigest))
+      const out = yield* node.run(Effect.flatMap(VoteLedger, (l) => l.applyVoteBodies("A", [bad, huge], { height: 1n, proposer: "A" })))
+      expect(out).toEqual({ created: [], existing: [], skipped: [{ id: ids[1], reason: "invalid-body" }, { id: ids[2], reason: "invalid-body" }] })
+      expect(yield* node.run(Effect.flatMap(VoteLedger, (l) => l.stateDigest))).toBe(before)
       yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A", "B"), bodies: [good, bad] }))
       const b2 = yield* node.run(runBlock({ height: 2n, proposer: "A", votes: [{ sender: "B", ids }] }))
       expect(b2.resolved).toEqual([ids[0]])
-      expect(b2.failures.map((f) => f.id)).toEqual([ids[1]])
-      expect(b2.failures[0]!.error).toMatchObject({ _tag: "PayloadCodecError", direction: "decode" })
+      expect(b2.failures).toEqual([])
       expect(yield* node.run(balanceOf("acct-1"))).toBe(1n)
       expect(yield* node.run(Effect.flatMap(VoteLedger, (l) => l.all))).toEqual([])
+    }))
+
+  it.scoped("stateDigest tells apart text that differs after a NUL (quote() would cut it there)", () =>
+    Effect.gen(function*() {
+      const x = yield* makeNode("X")
+      const y = yield* makeNode("Y")
+      yield* x.run(Effect.flatMap(VoteLedger, (l) => l.setValidators([{ identity: "v\u0000one", power: 1n }])))
+      yield* y.run(Effect.flatMap(VoteLedger, (l) => l.setValidators([{ identity: "v\u0000two", power: 1n }])))
+      const digest = (n: typeof x) => n.run(Effect.flatMap(VoteLedger, (l) => l.stateDigest))
+      expect(yield* digest(x)).not.toBe(yield* digest(y))
+    }))
+
+  it.scoped("a block height below 0 or from 2^62 is refused with InvalidBlockHeight, nothing stored", () =>
+    Effect.gen(function*() {
+      const node = yield* makeNode("A")
+      yield* node.run(runBlock({ height: 1n, proposer: "A", validators: validators("A", "B") }))
+      const e = yield* note(1)
+      const before = yield* node.run(Effect.flatMap(VoteLedger, (l) => l.stateDigest))
+      for (const height of [-100n, 1n << 62n, (1n << 63n) - 2n]) {
+        const bodies = yield* Effect.flip(node.run(Effect.flatMap(VoteLedger, (l) => l.applyVoteBodies("A", [e], { height, proposer: "A" }))))
+        expect(bodies).toMatchObject({ _tag: "InvalidBlockHeight", height })
+        expect(bodies.message).toContain("2^62-1")
+        const finalized = yield* Effect.flip(node.run(Effect.flatMap(VoteLedger, (l) => l.finalizeBlock(height))))
+        expect(finalized).toMatchObject({ _tag: "InvalidBlockHeight", height })
+      }
+      expect(yield* node.run(Effect.flatMap(VoteLedger, (l) => l.stateDigest))).toBe(before)
     }))
 
   it.scoped("an event type of the node's own whose decode throws fails that resolution only", () =>
