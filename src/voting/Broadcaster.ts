@@ -2,7 +2,8 @@
  * Turns this node's locally observed events into votes.
  *
  * - As the block proposer, `proposal` gives the VoteBodies to put in the block: local events that
- *   have no resolution yet, in insertion order, within a count and a byte cap.
+ *   have no resolution yet, or one without this node's vote (a body for an existing resolution
+ *   adds the proposer's vote), in insertion order, within a count and a byte cap.
  * - After every block, `afterBlock` makes a validator that did not propose it submit VoteIds for
  *   its local events that now have a resolution it has not voted for, and marks them voted.
  *   A vote that still has not landed `resendAfterBlocks` blocks after it was sent is sent again
@@ -130,13 +131,17 @@ const make = (config: BroadcasterConfig) =>
           return yield* new InvalidProposalCaps({ key, value: caps[key] })
         }
       }
-      const unvoted = yield* events.list({ voted: false })
-      const status = yield* ledger.voteStatus(identity, unvoted.map((e) => e.id))
+      // Every local event this node has no vote for in the ledger: a new one creates its resolution,
+      // and one another proposer created gets this node's vote (the ledger adds it). A proposer
+      // sends no VoteIds for its own block, so a validator that proposes every block (the last
+      // one left) would otherwise never vote for others' resolutions, nor re-send a lost vote.
+      const local = yield* events.list()
+      const status = yield* ledger.voteStatus(identity, local.map((e) => e.id))
       const chosen: Array<LocalEvent> = []
       let bytes = 0
-      for (const event of unvoted) {
+      for (const event of local) {
         if (chosen.length >= caps.maxVotes) break
-        if (status.get(event.id) !== "no-resolution") continue
+        if (status.get(event.id) === "voted") continue
         const size = voteBodySize(event)
         if (size > caps.maxBytes) {
           yield* Effect.logWarning("event larger than a whole VoteBodies tx: never proposed").pipe(

@@ -17,8 +17,14 @@ describe("Broadcaster.proposal", () => {
       const node = yield* makeNode("A")
       const events = yield* Effect.all([5, 3, 9, 1, 7].map((n) => note(n)))
       for (const e of events) yield* node.run(observe(e))
-      // Event 3 already has a resolution: it is voted with VoteIds, never proposed again.
-      yield* node.run(runBlock({ height: 1n, proposer: "B", validators: ABC, bodies: [events[1]!] }))
+      // Event 3 already has a resolution with A's vote: never proposed again.
+      yield* node.run(runBlock({
+        height: 1n,
+        proposer: "B",
+        validators: ABC,
+        bodies: [events[1]!],
+        votes: [{ sender: "A", ids: [idOf(events[1]!)] }]
+      }))
       const propose = (caps: { maxVotes: number; maxBytes: number }) =>
         node.run(Effect.flatMap(Broadcaster, (b) => b.proposal(caps)))
 
@@ -33,6 +39,20 @@ describe("Broadcaster.proposal", () => {
       const exact = yield* propose({ maxVotes: 100, maxBytes: sizes[0]! + sizes[1]! + sizes[2]! })
       expect(exact.events).toEqual([events[0], events[2], events[3]])
       expect((yield* propose({ maxVotes: 0, maxBytes: 1_000_000 })).events).toEqual([])
+    }))
+
+  it.scoped("a validator that proposes every block (the last one left) votes for resolutions others created", () =>
+    Effect.gen(function*() {
+      const a = yield* makeNode("A")
+      const e = yield* note(1)
+      // B proposes E before A's listener saw it; from block 2 on, A is the only validator.
+      yield* a.run(runBlock({ height: 1n, proposer: "B", validators: validators("A", "B"), bodies: [e] }))
+      yield* a.run(Effect.flatMap(Broadcaster, (b) => b.afterBlock({ height: 1n, proposer: "B", isValidator: true })))
+      yield* a.run(observe(e))
+      const proposal = yield* a.run(Effect.flatMap(Broadcaster, (b) => b.proposal({ maxVotes: 100, maxBytes: 1_000_000 })))
+      expect(proposal.events).toEqual([e])
+      const out = yield* a.run(runBlock({ height: 2n, proposer: "A", validators: validators("A"), bodies: proposal.events }))
+      expect(out.resolved).toEqual([idOf(e)])
     }))
 
   it.scoped("refuses caps that are not whole numbers of at least 0 (NaN would cap nothing) with InvalidProposalCaps", () =>
