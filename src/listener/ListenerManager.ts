@@ -470,7 +470,12 @@ const make = Effect.gen(function*() {
     Stream.changes,
     Stream.runForEach((active) =>
       active
-        ? Effect.zipRight(Effect.logInfo("node is a synced validator: starting listeners"), startAll)
+        // A start whose turn comes after the node lost its seat again (the flips queued up behind
+        // a slow stop) is stale: the stop after it is queued too, and would undo it.
+        ? Effect.flatMap(validatorStatus.current, (now) =>
+          isActive(now)
+            ? Effect.zipRight(Effect.logInfo("node is a synced validator: starting listeners"), startAll)
+            : Effect.void)
         : Effect.zipRight(Effect.logInfo("node is not a synced validator: stopping listeners"), stopAll)
     )
   )

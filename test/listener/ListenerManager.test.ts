@@ -204,6 +204,46 @@ describe("ListenerManager", () => {
       expect(finished).toEqual([1, 1])
     }))
 
+  it.scoped("flips that queue up behind a slow stop are stale: only the latest is acted on", () =>
+    Effect.gen(function*() {
+      let nodeActive = false
+      const ranWhileInactive: Array<number> = []
+      const slow = counted("slow", (run) => {
+        if (!nodeActive) ranWhileInactive.push(run)
+        return Effect.never
+      })
+      const listener = Listener.make("slow", Effect.zipRight(Effect.addFinalizer(() => Effect.sleep("5 seconds")), slow.listener.run))
+      const { control, manager } = yield* start(listener)
+      const set = (on: boolean) => Effect.suspend(() => {
+        nodeActive = on
+        return control.set(on ? active : inactive)
+      })
+
+      yield* set(true)
+      yield* eventually("started", () => slow.counts.runs === 1)
+      // The seat flaps while the first stop is still releasing, and ends lost.
+      yield* set(false)
+      yield* settle
+      for (let i = 0; i < 5; i++) {
+        yield* set(true)
+        yield* set(false)
+      }
+      yield* settle
+      yield* TestClock.adjust("1 minute")
+      yield* settle
+      expect(ranWhileInactive).toEqual([])
+      expect(slow.counts.runs).toBe(1)
+      expect(yield* manager.fibers).toBe(0)
+      // The next flip to active runs it again, once.
+      yield* set(true)
+      yield* eventually("started again", () => slow.counts.runs === 2)
+      yield* set(false)
+      yield* TestClock.adjust("5 seconds")
+      yield* eventually("stopped", () => Effect.map(manager.fibers, (n) => n === 0))
+      expect(slow.counts.runs).toBe(2)
+      expect(ranWhileInactive).toEqual([])
+    }))
+
   it.scoped("what a failed run forked ends with it: not kept through the backoff, nor beside the next run", () =>
     Effect.gen(function*() {
       let alive = 0
