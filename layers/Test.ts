@@ -1,12 +1,14 @@
 /**
  * Mock layers for listener authors' own tests: no chain, no database, no manager.
  *
- * `runListener` runs one listener to its end (or until `TestClock` leaves it waiting) against an
- * in-memory event store and returns what it broadcast, decoded with the event types it was given.
- * `layer` gives the same pieces for tests that drive a listener by hand, and `validatorStatus`
- * is a manual `ValidatorStatus` for tests of code that follows the node's seat.
+ * `runListener` runs one listener to its end against an in-memory event store and returns what it
+ * broadcast, decoded with the event types it was given. A listener that never ends (one that polls
+ * on a schedule) is driven by hand instead: fork its `run` under `layer` and move `TestClock`.
+ * `layer` gives the pieces the manager gives a run (its context, store and config section as its
+ * `ConfigProvider`), and `validatorStatus` is a manual `ValidatorStatus` for tests of code that
+ * follows the node's seat.
  */
-import { Effect, Layer, type Scope } from "effect"
+import { ConfigProvider, Effect, Layer, type Scope } from "effect"
 import { EventLog } from "../src/events/EventLog.js"
 import { EventStorage, EventStore } from "../src/events/EventStore.js"
 import type { AnyEventType } from "../src/events/EventType.js"
@@ -37,7 +39,8 @@ export interface Broadcast {
 
 /**
  * What a listener's run needs, in memory: its `ListenerContext`, an `EventStore` scoped to it
- * (with `EventLog` to read what it stored) and a `ResolutionRegistry` that knows `eventTypes`.
+ * (with `EventLog` to read what it stored) and a `ResolutionRegistry` that knows `eventTypes`;
+ * its config section is also its `ConfigProvider`, as under the manager.
  */
 export const layer = (options: TestOptions = {}): Layer.Layer<ListenerContext | EventStore | EventLog> => {
   const name = options.name ?? "test"
@@ -48,7 +51,8 @@ export const layer = (options: TestOptions = {}): Layer.Layer<ListenerContext | 
     configured: options.config !== undefined
   })
   const store = EventStore.layerFor(name).pipe(Layer.provideMerge(storage(options.eventTypes)))
-  return Layer.merge(context, store)
+  const config = Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(options.config ?? {}))))
+  return Layer.mergeAll(context, store, config)
 }
 
 /**
@@ -82,7 +86,7 @@ export const runListener = <E, R>(
   options: TestOptions = {}
 ): Effect.Effect<ReadonlyArray<Broadcast>, E, Exclude<R, Scope.Scope>> =>
   Effect.gen(function*() {
-    yield* Effect.scoped(listener.run)
+    yield* Effect.scoped(listener.run).pipe(Effect.annotateLogs("listener", options.name ?? listener.name))
     return yield* broadcasts(options.eventTypes)
   }).pipe(Effect.provide(layer({ ...options, name: options.name ?? listener.name }))) as Effect.Effect<
     ReadonlyArray<Broadcast>,
