@@ -10,6 +10,20 @@ import * as EventId from "./EventId.js"
 import type { EventLog } from "./EventLog.js"
 import type { EventStorage, EventStoreService } from "./EventStore.js"
 
+/**
+ * Runs the nested transactions opened under one enclosing `level` one at a time (each backend
+ * keys it by its own level object): a savepoint undoes everything written after it began, so two
+ * open at once (forked fibers) would each undo, or keep, the other's writes.
+ */
+export const oneNestedAtATime = (() => {
+  const locks = new WeakMap<object, Effect.Semaphore>()
+  return (level: object): (<A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) => {
+    let lock = locks.get(level)
+    if (lock === undefined) locks.set(level, lock = Effect.unsafeMakeSemaphore(1))
+    return lock.withPermits(1)
+  }
+})()
+
 /** The storage primitives; every write joins the caller's open transaction, if any. */
 export interface EventBackend {
   /**

@@ -6,7 +6,7 @@
  * began. Values are copied in and out, so a caller mutating its arrays changes nothing stored.
  */
 import { Effect, Exit, FiberRef, Option } from "effect"
-import { type EventBackend, reportOne } from "./EventBackend.js"
+import { type EventBackend, oneNestedAtATime, reportOne } from "./EventBackend.js"
 import { type EventStoreError, outlivedTransaction } from "./errors.js"
 import type { EventId } from "./EventId.js"
 import type { LocalEvent } from "./EventLog.js"
@@ -108,7 +108,11 @@ export const make: Effect.Effect<EventBackend> = Effect.gen(function*() {
           here.ended = true
         }))
       )
-      if (outer !== undefined) return inLevel.pipe(undoOnFailure(outer, outer.length)) // a savepoint
+      if (outer !== undefined) {
+        // A savepoint: its mark is taken once it holds its level's turn.
+        const enclosing = fiber.getFiberRef(level) ?? outer
+        return Effect.suspend(() => inLevel.pipe(undoOnFailure(outer, outer.length))).pipe(oneNestedAtATime(enclosing))
+      }
       const journal: Journal = []
       return Effect.locally(inLevel, current, journal).pipe(undoOnFailure(journal, 0), lock.withPermits(1))
     })

@@ -35,7 +35,7 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, type Fiber, FiberRef, Option } from "effect"
 import { withSavepoint } from "../voting/TxSql.js"
-import { type EventBackend, reportBatch, reportOne } from "./EventBackend.js"
+import { type EventBackend, oneNestedAtATime, reportBatch, reportOne } from "./EventBackend.js"
 import { EventStoreError, outlivedTransaction } from "./errors.js"
 import type { EventId } from "./EventId.js"
 import type { LocalEvent } from "./EventLog.js"
@@ -331,7 +331,7 @@ export const make: Effect.Effect<EventBackend, never, SqlClient.SqlClient> = Eff
         : Effect.zipRight(
           flushQueued("transaction", false),
           withSavepoint("kwil_events")(body).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-        )).pipe(
+        ).pipe(oneNestedAtATime(open.value))).pipe(
         Effect.mapError((error) =>
           error instanceof Inner
             ? error.error as E

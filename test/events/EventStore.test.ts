@@ -318,6 +318,29 @@ const suite = (label: string, fresh: () => StoreLayer) =>
         expect(yield* store.kv.get("outer")).toEqual(Option.some(text("y")))
       }))
 
+    test("nested transactions opened at once by forked fibers run one after another: a failing one undoes only its own writes", () =>
+      Effect.gen(function*() {
+        const store = yield* storeOf()
+        const aStarted = yield* Deferred.make<void>()
+        const results = yield* store.transaction(Effect.all([
+          store.transaction(Effect.gen(function*() {
+            yield* store.kv.set("a", text("a"))
+            yield* store.broadcastRaw("other", bytes(1))
+            yield* Deferred.succeed(aStarted, undefined)
+            for (let i = 0; i < 50; i++) yield* Effect.yieldNow() // time for b to interleave, were it let
+            return yield* new Boom()
+          })).pipe(Effect.either),
+          Effect.zipRight(
+            Deferred.await(aStarted),
+            store.transaction(Effect.zipRight(store.kv.set("b", text("b")), store.broadcastRaw("other", bytes(2))))
+          ).pipe(Effect.either)
+        ], { concurrency: 2 }))
+        expect(results.map((r) => r._tag)).toEqual(["Left", "Right"])
+        expect(yield* store.kv.get("a")).toEqual(Option.none())
+        expect(yield* store.kv.get("b")).toEqual(Option.some(text("b")))
+        expect(yield* ids()).toEqual([EventId.make("other", bytes(2))])
+      }))
+
     test("EventLog: insertion order, voted flags, limit, get, delete", () =>
       Effect.gen(function*() {
         const store = yield* storeOf()
