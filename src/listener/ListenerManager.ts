@@ -32,11 +32,19 @@ import {
   Scope,
   Stream
 } from "effect"
+import { EventLog } from "../events/EventLog.js"
 import { EventStorage, EventStore } from "../events/EventStore.js"
 import { type Backoff, ListenerContext } from "./Listener.js"
 import { type RegisteredListener, ListenerRegistry } from "./ListenerRegistry.js"
 import { NodeInfo } from "./NodeInfo.js"
-import { isActive, ValidatorStatus } from "./ValidatorStatus.js"
+import { isActive, ValidatorStatus, ValidatorStatusControl } from "./ValidatorStatus.js"
+
+/**
+ * The node's services no listener is given, even where the node's context (or the one it was
+ * registered in) holds them: with them, a listener could read and write other listeners' events
+ * and keys, or start and stop its siblings and register new ones.
+ */
+const nodeOnly = [EventStorage, EventLog, ValidatorStatusControl, ListenerRegistry] as const
 
 /** A listener with policy `shutdown` failed: the node must stop (Kwil v0.8's behaviour). */
 export class ListenerShutdown extends Data.TaggedError("ListenerShutdown")<{
@@ -228,6 +236,7 @@ const make = Effect.gen(function*() {
     // top of all at each run): what the registry's self-contained `run` would merge at every
     // run, merged once here.
     const context = Context.merge(parent.currentContext, listener.context).pipe(
+      Context.omit(...nodeOnly),
       Context.add(ListenerContext, {
         name: listener.name,
         identity: node.identity,

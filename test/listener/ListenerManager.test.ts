@@ -16,6 +16,8 @@ import {
   Scope,
   TestClock
 } from "effect"
+import * as Test from "../../layers/Test.js"
+import { EventLog } from "../../src/events/EventLog.js"
 import { EventStorage, EventStore } from "../../src/events/EventStore.js"
 import * as Listener from "../../src/listener/Listener.js"
 import { ListenerContext } from "../../src/listener/Listener.js"
@@ -546,6 +548,24 @@ describe("ListenerManager", () => {
       expect(logs).toContainEqual([["hello from alpha"], Option.some("alpha")])
     }).pipe(Effect.provide(Logger.add(capture)))
   })
+
+  it.scoped("keeps the node's own services from a listener: others' stores and keys, the log, the status control, the registry", () =>
+    Effect.gen(function*() {
+      const found: Array<string> = []
+      const probe = counted("probe", () =>
+        Effect.gen(function*() {
+          for (const [name, tag] of [["EventStorage", EventStorage], ["EventLog", EventLog], ["ValidatorStatusControl", ValidatorStatusControl], ["ListenerRegistry", ListenerRegistry]] as const) {
+            if (Option.isSome(yield* Effect.serviceOption(tag as Context.Tag<unknown, unknown>))) found.push(name)
+          }
+          yield* EventStore // what it is given, it has
+          return yield* Effect.never
+        }))
+      const { control } = yield* harness(ListenerRegistry.layer(probe.listener), {}, Test.storage())
+      yield* control.set(active)
+      yield* eventually("probed", () => probe.counts.runs === 1)
+      yield* settle
+      expect(found).toEqual([])
+    }))
 
   it.scoped("prepares each listener and zeroes its counters when it starts, before any flip; a flip only forks", () =>
     Effect.gen(function*() {
