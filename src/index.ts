@@ -4,7 +4,7 @@
 export * as Listener from "./listener/Listener.js"
 export { ListenerContext } from "./listener/Listener.js"
 export { DuplicateListener, InvalidListenerName, ListenerRegistry } from "./listener/ListenerRegistry.js"
-export { ListenerManager, ListenerShutdown } from "./listener/ListenerManager.js"
+export { ListenerManager, ListenerShutdown, ValidatorStatusEnded } from "./listener/ListenerManager.js"
 export type { ListenerState, ListenerStatus } from "./listener/ListenerManager.js"
 export { ValidatorStatus, ValidatorStatusControl } from "./listener/ValidatorStatus.js"
 export { NodeInfo } from "./listener/NodeInfo.js"

@@ -40,6 +40,20 @@ import { NodeInfo } from "./NodeInfo.js"
 import { isActive, ValidatorStatus, ValidatorStatusControl } from "./ValidatorStatus.js"
 
 /**
+ * The node's `ValidatorStatus` stream ended, or failed with a defect: the manager can no longer
+ * tell whether the node holds its seat, so it stopped every listener and starts none again.
+ */
+export class ValidatorStatusEnded extends Data.TaggedError("ValidatorStatusEnded")<{
+  readonly cause: Cause.Cause<unknown>
+}> {
+  override get message() {
+    const how = Cause.isEmpty(this.cause) ? "ended" : `failed: ${Cause.pretty(this.cause).split("\n")[0]}`
+    return `the node's ValidatorStatus stream ${how}, so every listener is stopped: it must last as long ` +
+      `as the node (a stream that ends, like Stream.make(status), cannot say when the seat is lost); restart the node`
+  }
+}
+
+/**
  * The node's services no listener is given, even where the node's context (or the one it was
  * registered in) holds them: with them, a listener could read and write other listeners' events
  * and keys, or start and stop its siblings and register new ones.
@@ -101,11 +115,12 @@ export class ListenerManager extends Context.Tag("kwil-listeners/ListenerManager
   readonly fibers: Effect.Effect<number>
   /**
    * Never succeeds; fails with `ListenerShutdown` once a listener with policy `shutdown` has
-   * failed and every other listener has been stopped. The node awaits it (e.g.
+   * failed and every other listener has been stopped, or with `ValidatorStatusEnded` once the
+   * node's status stream ended (or died) and every listener has been stopped. The node awaits it (e.g.
    * `Effect.raceFirst(node, manager.join)`) and stops when it fails. Once it has failed, the
    * manager starts nothing again.
    */
-  readonly join: Effect.Effect<never, ListenerShutdown>
+  readonly join: Effect.Effect<never, ListenerShutdown | ValidatorStatusEnded>
 }>() {
   /**
    * The manager, following `ValidatorStatus` for as long as the layer's scope is open. Closing
@@ -204,7 +219,7 @@ const make = Effect.gen(function*() {
   /** Failed by the first listener with policy `shutdown` that fails: the manager then stops everything. */
   const tripped = yield* Deferred.make<never, ListenerShutdown>()
   /** `join`'s: failed with `tripped`'s error once every listener has been stopped. */
-  const shutdown = yield* Deferred.make<never, ListenerShutdown>()
+  const shutdown = yield* Deferred.make<never, ListenerShutdown | ValidatorStatusEnded>()
   const createdAt = yield* Clock.currentTimeMillis
   const prepared = new Map<string, Prepared>()
   /** The status of listeners whose preparation threw at their last start (see `startAll`). */
@@ -492,6 +507,8 @@ const make = Effect.gen(function*() {
   // After a shutdown, stop following the status and stop every other listener; `join` fails
   // only then, so a node that exits on it does not cut the others' finalizers short.
   yield* follow.pipe(
+    Effect.zipRight(Effect.fail(new ValidatorStatusEnded({ cause: Cause.empty }))),
+    Effect.catchAllDefect((defect) => Effect.fail(new ValidatorStatusEnded({ cause: Cause.die(defect) }))),
     Effect.raceFirst(Deferred.await(tripped)),
     Effect.ensuring(stopAll),
     Effect.catchAll((failure) => Deferred.fail(shutdown, failure)),

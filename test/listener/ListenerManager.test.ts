@@ -14,6 +14,7 @@ import {
   Metric,
   Option,
   Scope,
+  Stream,
   TestClock
 } from "effect"
 import * as Test from "../../layers/Test.js"
@@ -374,7 +375,7 @@ describe("ListenerManager", () => {
       yield* Deferred.succeed(trigger, undefined)
       const error = yield* Effect.flip(Fiber.join(joined))
       expect(error).toBeInstanceOf(ListenerShutdown)
-      expect(error.listener).toBe("fatal")
+      expect((error as ListenerShutdown).listener).toBe("fatal")
       expect(error.message).toContain(`listener "fatal" failed`)
       expect(error.message).toContain("boom 1")
       yield* eventually("all stopped", () => Effect.map(manager.fibers, (n) => n === 0))
@@ -411,7 +412,7 @@ describe("ListenerManager", () => {
       expect(yield* manager.fibers).toBe(1)
       yield* Deferred.succeed(gate, undefined)
       const error = yield* Effect.flip(Fiber.join(joined))
-      expect(error.listener).toBe("fatal-late")
+      expect(error).toMatchObject({ _tag: "ListenerShutdown", listener: "fatal-late" })
       expect(released).toBe(true)
       expect(yield* manager.fibers).toBe(0)
     }))
@@ -548,6 +549,29 @@ describe("ListenerManager", () => {
       expect(logs).toContainEqual([["hello from alpha"], Option.some("alpha")])
     }).pipe(Effect.provide(Logger.add(capture)))
   })
+
+  it.scoped("a status stream that ends, or dies, stops every listener and fails join with ValidatorStatusEnded", () =>
+    Effect.gen(function*() {
+      for (const changes of [Stream.make(active), Stream.concat(Stream.make(active), Stream.dieMessage("status source broke"))]) {
+        const probe = counted("probe", forever)
+        const context = yield* Layer.build(
+          ListenerManager.layer.pipe(
+            Layer.provideMerge(Layer.mergeAll(
+              ListenerRegistry.layer(probe.listener),
+              Layer.succeed(ValidatorStatus, ValidatorStatus.of({ current: Effect.succeed(active), changes })),
+              NodeInfo.layer({ identity: "node-1", extensions: {} }),
+              storage
+            ))
+          )
+        ).pipe(Effect.orDie)
+        const manager = Context.get(context, ListenerManager)
+        const error = yield* Effect.flip(manager.join)
+        expect(error).toMatchObject({ _tag: "ValidatorStatusEnded" })
+        expect(error.message).toContain("ValidatorStatus stream")
+        expect(yield* manager.fibers).toBe(0)
+        expect(probe.counts.released).toEqual(probe.counts.runs === 0 ? [] : [1])
+      }
+    }))
 
   it.scoped("keeps the node's own services from a listener: others' stores and keys, the log, the status control, the registry", () =>
     Effect.gen(function*() {
