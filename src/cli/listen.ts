@@ -133,6 +133,9 @@ const storage = (filename: string) =>
     Layer.provideMerge(Node.database(filename))
   )
 
+/** The `eth_deposits` key under which `listen` keeps the `seq` of the last event it printed. */
+const printedKey = "listen.printed"
+
 /** The confirmed head now: what `--once` catches up to (`-1` when nothing is confirmed yet). */
 const confirmedHead = (config: EthDepositsConfig) =>
   Effect.flatMap(EthereumClient, (client) =>
@@ -177,10 +180,20 @@ export const run = (settings: ListenSettings) => {
       Effect.annotateLogs({ db: settings.db, from: String(from + 1n), confirmedHead: String(target) })
     )
 
-    // Print every row stored after the ones present now, in insertion order.
+    // Print every row stored after the last one printed, in insertion order: where printing
+    // stopped is kept in the store, so rows stored by a run that was stopped (Ctrl-C, a failure)
+    // before it printed them are printed by the next. A database that never had it printed
+    // starts after the rows present now.
     const blocks = makeLogBlocks()
-    let cursor = (yield* sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM events`)[0]?.seq ?? 0
+    const kept = Option.flatMap(yield* store.kv.get(printedKey), (value) => {
+      const seq = Number(new TextDecoder().decode(value))
+      return Number.isSafeInteger(seq) && seq >= 0 ? Option.some(seq) : Option.none()
+    })
+    let cursor = Option.isSome(kept)
+      ? kept.value
+      : (yield* sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM events`)[0]?.seq ?? 0
     const drain: Effect.Effect<void, unknown> = Effect.gen(function*() {
+      const start = cursor
       for (;;) {
         const rows = yield* sql<{ seq: number; id: string; type: string; body: Uint8Array }>`
           SELECT seq, id, type, body FROM events WHERE seq > ${cursor} ORDER BY seq LIMIT 500`
@@ -189,9 +202,13 @@ export const run = (settings: ListenSettings) => {
           yield* print(row, blocks, settings.json)
           printed++
         }
-        if (rows.length < 500) return
+        if (rows.length < 500) break
       }
+      if (cursor !== start || Option.isNone(kept)) yield* store.kv.set(printedKey, new TextEncoder().encode(String(cursor)))
     })
+    // However the run ends: what it stored is printed (the listener, started after this, is
+    // stopped first; the database is closed after).
+    yield* Effect.addFinalizer(() => Effect.ignore(drain))
 
     const listener = yield* EthDeposits.run({ client: clientRecordingBlocks(blocks) }).pipe(
       Effect.scoped,
@@ -260,7 +277,7 @@ export const run = (settings: ListenSettings) => {
   })).pipe(
     // Also on Ctrl-C: what this run added.
     Effect.ensuring(Effect.suspend(() =>
-      Effect.logInfo(`stored ${printed} new deposit${printed === 1 ? "" : "s"} in ${settings.db}`)
+      Effect.logInfo(`printed ${printed} deposit${printed === 1 ? "" : "s"} stored in ${settings.db}`)
     ))
   )
 }
