@@ -9,13 +9,13 @@ import { isHealable } from "./errors.js"
 export interface Options {
   /** The first delay (default 1 second, as Kwil's listener). */
   readonly base: Duration.DurationInput
-  /** No delay is longer than this (default 30 seconds). */
+  /** No delay is longer than this (default 10 seconds, as Kwil's listener: 10 retries take about 75 s). */
   readonly cap: Duration.DurationInput
   /** Give up after this many retries (default, or `Infinity`: never, while the error can heal). */
   readonly maxRetries?: number
 }
 
-export const defaults: Options = { base: Duration.seconds(1), cap: Duration.seconds(30) }
+export const defaults: Options = { base: Duration.seconds(1), cap: Duration.seconds(10) }
 
 const retryAfterOf = (error: unknown): Duration.Duration | undefined => {
   if (typeof error === "object" && error !== null && "retryAfter" in error && Option.isOption(error.retryAfter)) {

@@ -18,7 +18,7 @@ export class RpcTimeout extends Data.TaggedError("RpcTimeout")<{
     return true
   }
   override get message() {
-    return `${where(this.method, this.url)} timed out; it is retried, raise the timeout if it keeps happening`
+    return `${where(this.method, this.url)} timed out (retried with backoff, up to max_retries times); raise the timeout if it keeps happening`
   }
 }
 
@@ -40,7 +40,7 @@ export class RpcRateLimited extends Data.TaggedError("RpcRateLimited")<{
       onSome: (d) => ` (retry after ${Duration.format(d)})`
     })
     return `${where(this.method, this.url)} was rate-limited${after}: ${this.detail}; ` +
-      `it is retried with backoff, add RPC URLs or a better plan if it persists`
+      `retried with backoff (up to max_retries times); add RPC URLs or a better plan if it persists`
   }
 }
 
@@ -81,7 +81,7 @@ export class RpcUnavailable extends Data.TaggedError("RpcUnavailable")<Failure> 
     return true
   }
   override get message() {
-    return `${where(this.method, this.url)} failed: ${this.detail}; it is retried, check the RPC URL if it persists`
+    return `${where(this.method, this.url)} failed: ${this.detail} (retried with backoff, up to max_retries times); check the RPC URL if it persists`
   }
 }
 
@@ -107,7 +107,7 @@ export class RpcGarbled extends Data.TaggedError("RpcGarbled")<Failure> {
   }
   override get message() {
     return `${where(this.method, this.url)} returned an unreadable (cut-off or non-JSON) body: ${this.detail}; ` +
-      `it is retried, check the RPC URL (or a proxy in front of it) if it persists`
+      `retried with backoff (up to max_retries times); check the RPC URL (or a proxy in front of it) if it persists`
   }
 }
 

@@ -186,7 +186,7 @@ export interface Options {
   readonly timeout?: Duration.DurationInput
   /** How often heads are polled over http (default 4 seconds). */
   readonly pollInterval?: Duration.DurationInput
-  /** The retry backoff of healable RPC errors (default 1 s doubling to 30 s; `max_retries` from the config). */
+  /** The retry backoff of healable RPC errors (default 1 s doubling to 10 s, as Kwil's; `max_retries` from the config). */
   readonly retry?: Partial<Pick<Retry.Options, "base" | "cap">>
   /**
    * `eth_getLogs` ranges fetched at once while catching up (default `LogFollower.defaultInFlight`,

@@ -67,6 +67,18 @@ describe("Retry.healable", () => {
       expect(s.attempts()).toBe(3)
     }))
 
+  it.effect("by default, delays stop growing at 10 s as Kwil's: 10 retries end within 1+2+4+8+6x10 s, jittered", () =>
+    Effect.gen(function*() {
+      const s = scripted(Array.from({ length: 11 }, () => unavailable))
+      const fiber = yield* Effect.fork(Effect.flip(Retry.healable({ maxRetries: 10 })(s.effect)))
+      yield* TestClock.adjust(Duration.seconds(0.8 * 75 - 1))
+      expect(s.attempts()).toBeLessThan(11)
+      yield* TestClock.adjust(Duration.seconds(0.4 * 75 + 1)) // 1.2 x 75 s in all
+      expect(yield* Fiber.join(fiber)).toBe(unavailable)
+      expect(s.attempts()).toBe(11)
+      expect(unavailable.message).toContain("retried with backoff, up to max_retries times")
+    }))
+
   it.effect("waits at least as long as a provider's Retry-After", () =>
     Effect.gen(function*() {
       const limited = new RpcRateLimited({
