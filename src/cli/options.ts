@@ -11,6 +11,7 @@
  * rules apply whichever way a value arrives; a bad value is a `UsageError` that names where it
  * came from (the flag, the variable or the file and key): one line, exit code 2.
  */
+import Database from "better-sqlite3"
 import { Config, Data, Effect, Option } from "effect"
 import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs"
 import { dirname, resolve } from "node:path"
@@ -157,15 +158,48 @@ const sqliteFile = ({ source, value }: Sourced, canBeAbsent: (path: string) => s
 export const existingFile = (sourced: Sourced): Effect.Effect<string, UsageError> =>
   sqliteFile(sourced, () => "no such file (inspect never creates a database)")
 
+/** Tables every database a kwil-listeners node made has (the migrations' own among them). */
+const ownTables = ["effect_sql_migrations", "events", "kv"]
+
+/**
+ * Why the SQLite file at `path` is another program's: it has tables, and not ours. Opened
+ * read-only, for this question only.
+ */
+const foreignDatabase = (path: string): string | undefined => {
+  let db: InstanceType<typeof Database> | undefined
+  try {
+    db = new Database(path, { readonly: true })
+    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>)
+      .map((r) => r.name)
+    return tables.length === 0 || ownTables.every((t) => tables.includes(t))
+      ? undefined
+      : `is another program's SQLite database (tables ${tables.join(", ")}): give a new file, or one a kwil-listeners ` +
+        `node made`
+  } catch (e) {
+    return `cannot be read: ${e instanceof Error ? e.message : String(e)}`
+  } finally {
+    db?.close()
+  }
+}
+
 /**
  * A node database to create or open: its directory must exist, and a file already there must be
- * SQLite's (or empty), so a wrong path is refused before anything else is done.
+ * SQLite's (or empty) and hold no other program's tables, so a wrong path is refused before
+ * anything else is done (and another program's database is never written to).
  */
 export const databaseFile = (sourced: Sourced): Effect.Effect<string, UsageError> =>
-  sqliteFile(sourced, (path) => {
-    const dir = dirname(path)
-    return existsSync(dir) && statSync(dir).isDirectory() ? undefined : `the directory ${dir} does not exist`
-  })
+  Effect.flatMap(
+    sqliteFile(sourced, (path) => {
+      const dir = dirname(path)
+      return existsSync(dir) && statSync(dir).isDirectory() ? undefined : `the directory ${dir} does not exist`
+    }),
+    (path) => {
+      const problem = existsSync(path) && statSync(path).size > 0 ? foreignDatabase(path) : undefined
+      return problem === undefined
+        ? Effect.succeed(path)
+        : Effect.fail(new UsageError({ subject: `${sourced.source} ${sourced.value}`, reason: problem }))
+    }
+  )
 
 // --- the eth_deposits section -----------------------------------------------------------------
 

@@ -6,6 +6,7 @@
 import { SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { describe, expect, it } from "@effect/vitest"
+import Database from "better-sqlite3"
 import { Duration, Effect, Layer, Schedule } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -394,7 +395,19 @@ describe("kwil-listeners bad input", () => {
       const usedDataDir = join(dir, "used")
       mkdirSync(usedDataDir)
       writeFileSync(join(usedDataDir, "validator-0.db"), "")
+      // Another program's SQLite database: never written to.
+      const foreignDb = join(dir, "other.db")
+      const tablesOf = (file: string) => {
+        const db = new Database(file)
+        try {
+          return db.prepare("SELECT name FROM sqlite_master ORDER BY name").all()
+        } finally {
+          db.close()
+        }
+      }
+      new Database(foreignDb).exec("CREATE TABLE t (x)").close()
       const cases: ReadonlyArray<{ args: ReadonlyArray<string>; env?: Record<string, string>; says: ReadonlyArray<string> }> = [
+        { args: ["listen", "--rpc", rpc, "--contract", contract, "--db", foreignDb], says: ["--db", "other.db", "another program's SQLite database (tables t)"] },
         { args: ["listen", "--bogus"], says: ["--bogus"] },
         { args: ["listen", "--rpc", rpc, "--contract", "0x1234"], says: ["--contract", "0x1234", "20-byte hex address"] },
         { args: ["listen", "--rpc", rpc, "--contract", contract, "--confirmations", "-3"], says: ["--confirmations", "-3"] },
@@ -415,6 +428,7 @@ describe("kwil-listeners bad input", () => {
         { args: ["nonsense"], says: ["'nonsense' is not a command", "devnet", "listen"] }
       ]
       const runs = yield* Effect.forEach(cases, (c) => cli(c.args, c.env === undefined ? {} : { env: c.env }), { concurrency: 6 })
+      expect(tablesOf(foreignDb)).toEqual([{ name: "t" }])
       runs.forEach((run, i) => {
         const c = cases[i]!
         const context = `${c.args.join(" ")} -> ${run.stderr}`

@@ -1,4 +1,4 @@
-/** The few better-sqlite3 calls the raw baselines use (the package ships no types; @types is not installed). */
+/** The few better-sqlite3 calls made directly (the benchmarks' raw baselines, the CLI's database check, tests): the package ships no types, and @types is not installed. */
 declare module "better-sqlite3" {
   interface RunResult {
     readonly changes: number
