@@ -136,12 +136,18 @@ const storage = (filename: string) =>
 /** The `eth_deposits` key under which `listen` keeps the `seq` of the last event it printed. */
 const printedKey = "listen.printed"
 
-/** The confirmed head now: what `--once` catches up to (`-1` when nothing is confirmed yet). */
-const confirmedHead = (config: EthDepositsConfig) =>
+/**
+ * The head now and the confirmed head, what `--once` catches up to (below 0 while nothing is
+ * confirmed yet: on a chain younger than its confirmations, or without the tag's block).
+ */
+const heads = (config: EthDepositsConfig) =>
   Effect.flatMap(EthereumClient, (client) =>
     config.finality === "confirmations"
-      ? Effect.map(client.headNumber, (head) => head - BigInt(config.requiredConfirmations))
-      : Effect.map(client.block(config.finality), Option.match({ onNone: () => -1n, onSome: (b) => b.number }))
+      ? Effect.map(client.headNumber, (head) => ({ head, confirmed: head - BigInt(config.requiredConfirmations) }))
+      : Effect.all({
+        head: client.headNumber,
+        confirmed: Effect.map(client.block(config.finality), Option.match({ onNone: () => -1n, onSome: (b) => b.number }))
+      }, { concurrency: 2 })
   ).pipe(Retry.healable({ maxRetries: config.maxRetries }))
 
 /** Runs `listen` until interrupted, or (with `once`) until caught up. */
@@ -150,10 +156,11 @@ export const run = (settings: ListenSettings) => {
   return Effect.scoped(Effect.gen(function*() {
     const { config } = settings
     // The chain first: an RPC that cannot be reached leaves no database behind.
-    const { source, target } = yield* Effect.all({
+    const { source, chain } = yield* Effect.all({
       source: EthDeposits.sourceOf(config.contractAddress, { maxRetries: config.maxRetries }),
-      target: confirmedHead(config)
+      chain: heads(config)
     }, { concurrency: 2 }).pipe(Effect.provide(EthereumClient.layer({ urls: config.rpcProviders })))
+    const target = chain.confirmed
     const context = yield* Layer.build(storage(settings.db))
     const sql = yield* Effect.provide(SqlClient.SqlClient, context)
     const store = yield* Effect.provide(EventStore, context)
@@ -169,10 +176,11 @@ export const run = (settings: ListenSettings) => {
     // up: the listener checks the same as it starts, but the loop below could end before it did.
     const stored = yield* Checkpoints.resumePoint(store, source)
     const from = heightOf(stored)
-    if (Option.isSome(stored) && stored.value.height > target) {
+    if (Option.isSome(stored) && stored.value.height > chain.head) {
       // Not a lag to catch up: `--once` has nothing to do, and the listener waits (or rewinds).
+      // (Above the confirmed head only, it was stored with fewer confirmations: nothing to say.)
       yield* Effect.logWarning(
-        `the stored checkpoint, block ${stored.value.height}, is above the chain's confirmed head, block ${target}: ` +
+        `the stored checkpoint, block ${stored.value.height}, is above the chain's head, block ${chain.head}: ` +
           "the node is still syncing, or the chain was reset or reorganised to fewer blocks"
       )
     }
