@@ -185,7 +185,7 @@ export const run = (settings: ListenSettings) => {
       )
     }
     yield* Effect.logInfo(`listening for deposits to ${config.contractAddress}`).pipe(
-      Effect.annotateLogs({ db: settings.db, from: String(from + 1n), confirmedHead: String(target) })
+      Effect.annotateLogs({ db: settings.db, from: String(from + 1n), confirmedHead: target < 0n ? "none yet" : String(target) })
     )
 
     // Print every row stored after the last one printed, in insertion order: where printing
@@ -262,10 +262,11 @@ export const run = (settings: ListenSettings) => {
         if (height >= target) {
           catchingUp = false
           yield* progress.finish()
+          const reachedWhat = target < 0n
+            ? `nothing confirmed yet (head ${chain.head}, ${config.finality === "confirmations" ? `${config.requiredConfirmations} confirmations` : `no ${config.finality} block`})`
+            : `caught up to the confirmed head, block ${target}`
           yield* Effect.logInfo(
-            settings.once
-              ? `caught up to the confirmed head, block ${target}`
-              : `caught up to the confirmed head, block ${target}; following new blocks (Ctrl-C to stop)`
+            settings.once ? reachedWhat : `${reachedWhat}; following new blocks (Ctrl-C to stop)`
           )
           if (settings.once) break
         }

@@ -146,6 +146,12 @@ describe("kwil-listeners listen and inspect on anvil", () => {
       expect([...printed].sort(byLog).map(({ id: _, ...rest }) => rest)).toEqual([...want].sort(byLog))
       expect(new Set(printed.map((p) => p["id"])).size).toBe(6)
 
+      // With the default 12 confirmations this young chain has no confirmed block: said so.
+      const young = yield* cli(["listen", "--once", ...flags.filter((f, i) => f !== "--confirmations" && flags[i - 1] !== "--confirmations")])
+      expect(young.code).toBe(0)
+      expect(young.stderr).toMatch(/nothing confirmed yet \(head \d+, 12 confirmations\)/)
+      expect(young.stderr).not.toMatch(/block -\d/)
+
       // Again: resumes from its checkpoint, stores and prints nothing twice.
       const second = yield* cli(["listen", "--once", "--json", ...flags])
       expect(second.code).toBe(0)
