@@ -4,7 +4,10 @@
  * validator and interrupts it (Kwil's cancelled context) when that stops.
  */
 import { Context, Data, Duration, type Effect, type Scope } from "effect"
-import type { EventStore } from "../events/EventStore.js"
+import type { EventLog } from "../events/EventLog.js"
+import type { EventStorage, EventStore } from "../events/EventStore.js"
+import type { ListenerRegistry } from "./ListenerRegistry.js"
+import type { ValidatorStatusControl } from "./ValidatorStatus.js"
 
 /** What the manager tells a running listener about itself and its node. */
 export class ListenerContext extends Context.Tag("kwil-listeners/ListenerContext")<ListenerContext, {
@@ -53,6 +56,13 @@ export interface Options {
 /** What a listener's run may require: what the manager gives it, plus `R`. */
 export type Provided = ListenerContext | EventStore | Scope.Scope
 
+/**
+ * The node's own services, which the manager never gives a listener (with them it could reach
+ * other listeners' events and keys, or start and stop its siblings): `make` refuses, at compile
+ * time, a `run` that asks for one.
+ */
+export type NodeOnly = EventStorage | EventLog | ValidatorStatusControl | ListenerRegistry
+
 /** What a listener needs beyond what the manager gives it: its `R`, which `ListenerRegistry.register` resolves. */
 export type Requirements<L extends Listener<unknown, unknown>> = Exclude<Effect.Effect.Context<L["run"]>, Provided>
 
@@ -86,6 +96,10 @@ const backoffProblem = ({ initial, max, resetAfter }: Backoff): string | undefin
   return undefined
 }
 
+/** A type error naming the node-only services `R` asks for (see `NodeOnly`), else nothing. */
+type NoNodeOnly<R> = [Extract<R, NodeOnly>] extends [never] ? unknown
+  : { readonly "a listener is never given the node's own services": Extract<R, NodeOnly> }
+
 /**
  * Defines a listener. `run` is interrupted when the node stops being a synced validator; its
  * `Scope` closes on every stop, so resources acquired in it are always released. Throws
@@ -93,7 +107,7 @@ const backoffProblem = ({ initial, max, resetAfter }: Backoff): string | undefin
  */
 export const make = <E, R>(
   name: string,
-  run: Effect.Effect<void, E, R>,
+  run: Effect.Effect<void, E, R> & NoNodeOnly<R>,
   options: Options = {}
 ): Listener<E, Exclude<R, Provided>> => {
   const backoff = { ...defaultBackoff, ...options.backoff }

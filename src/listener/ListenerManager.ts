@@ -34,7 +34,7 @@ import {
 } from "effect"
 import { EventLog } from "../events/EventLog.js"
 import { EventStorage, EventStore } from "../events/EventStore.js"
-import { type Backoff, ListenerContext } from "./Listener.js"
+import { type Backoff, ListenerContext, type NodeOnly } from "./Listener.js"
 import { type RegisteredListener, ListenerRegistry } from "./ListenerRegistry.js"
 import { NodeInfo } from "./NodeInfo.js"
 import { isActive, ValidatorStatus, ValidatorStatusControl } from "./ValidatorStatus.js"
@@ -59,6 +59,11 @@ export class ValidatorStatusEnded extends Data.TaggedError("ValidatorStatusEnded
  * and keys, or start and stop its siblings and register new ones.
  */
 const nodeOnly = [EventStorage, EventLog, ValidatorStatusControl, ListenerRegistry] as const
+// The same services as the type `make` refuses listeners for: this fails to compile if they part.
+const sameAsNodeOnly: [Context.Tag.Identifier<typeof nodeOnly[number]>] extends [NodeOnly]
+  ? [NodeOnly] extends [Context.Tag.Identifier<typeof nodeOnly[number]>] ? true : never
+  : never = true
+void sameAsNodeOnly
 
 /** A listener with policy `shutdown` failed: the node must stop (Kwil v0.8's behaviour). */
 export class ListenerShutdown extends Data.TaggedError("ListenerShutdown")<{
@@ -489,7 +494,12 @@ const make = Effect.gen(function*() {
     return stopAll
   }))
 
-  const follow = validatorStatus.changes.pipe(
+  // The node's status for as long as it lasts: its end, or a defect in it, is `ValidatorStatusEnded`.
+  const statuses = validatorStatus.changes.pipe(
+    Stream.catchAllCause((cause) => Stream.fail(new ValidatorStatusEnded({ cause }))),
+    Stream.concat(Stream.fail(new ValidatorStatusEnded({ cause: Cause.empty })))
+  )
+  const follow = statuses.pipe(
     Stream.map(isActive),
     Stream.changes,
     Stream.runForEach((active) =>
@@ -504,15 +514,13 @@ const make = Effect.gen(function*() {
     )
   )
 
-  // After a shutdown, stop following the status and stop every other listener; `join` fails
-  // only then, so a node that exits on it does not cut the others' finalizers short.
+  // After a shutdown, or the status's end, stop following the status and stop every other
+  // listener; `join` fails only then, so a node that exits on it does not cut the others'
+  // finalizers short (a defect of the manager's own reaches `join` as that defect).
   yield* follow.pipe(
-    Effect.zipRight(Effect.fail(new ValidatorStatusEnded({ cause: Cause.empty }))),
-    Effect.catchAllDefect((defect) => Effect.fail(new ValidatorStatusEnded({ cause: Cause.die(defect) }))),
     Effect.raceFirst(Deferred.await(tripped)),
     Effect.ensuring(stopAll),
-    Effect.catchAll((failure) => Deferred.fail(shutdown, failure)),
-    Effect.ignore,
+    Effect.catchAllCause((cause) => Cause.isInterruptedOnly(cause) ? Effect.void : Deferred.failCause(shutdown, cause)),
     Effect.forkScoped
   )
 

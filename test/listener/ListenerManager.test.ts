@@ -589,6 +589,12 @@ describe("ListenerManager", () => {
       yield* eventually("probed", () => probe.counts.runs === 1)
       yield* settle
       expect(found).toEqual([])
+      // Asking for one of them is a compile-time error, not a listener that dies at every run.
+      // @ts-expect-error EventLog is one of the node's own services
+      expect(Listener.make("asks-for-the-log", Effect.asVoid(EventLog)).name).toBe("asks-for-the-log")
+      // @ts-expect-error so is ValidatorStatusControl
+      expect(Listener.make("asks-for-control", Effect.asVoid(ValidatorStatusControl)).name).toBe("asks-for-control")
+      expect(Listener.make("asks-for-status", Effect.asVoid(ValidatorStatus)).name).toBe("asks-for-status")
     }))
 
   it.scoped("prepares each listener and zeroes its counters when it starts, before any flip; a flip only forks", () =>
