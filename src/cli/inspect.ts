@@ -16,6 +16,7 @@ import { balances, CreditAccount, creditAccount, type Payload } from "../extensi
 import * as Checkpoints from "../extensions/ethDepositsCheckpoint.js"
 import { section as ethDeposits } from "../extensions/ethDepositsConfig.js"
 import { ResolutionRegistry } from "../voting/ResolutionRegistry.js"
+import * as Migrations from "../storage/migrations.js"
 import { VoteLedger } from "../voting/VoteLedger.js"
 import * as CliOptions from "./options.js"
 import { StderrLine } from "./Progress.js"
@@ -100,10 +101,10 @@ export const report = (filename: string) =>
     const tables = new Set(
       (yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table'`).map((r) => r.name)
     )
-    if (!tables.has("events") && !tables.has("kv") && !tables.has("resolutions") && !tables.has("accounts")) {
+    if (!Migrations.holdsOurs(tables)) {
       return yield* new CliOptions.UsageError({
         subject: `--db ${filename}`,
-        reason: "is not a kwil-listeners database (it has none of the tables events, kv, resolutions, accounts)"
+        reason: `is not a kwil-listeners database (it has none of the tables ${[...Migrations.ownTables].join(", ")})`
       })
     }
     const events: Report["events"] = tables.has("events")

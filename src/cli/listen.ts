@@ -176,9 +176,10 @@ export const run = (settings: ListenSettings) => {
     // up: the listener checks the same as it starts, but the loop below could end before it did.
     const stored = yield* Checkpoints.resumePoint(store, source)
     const from = heightOf(stored)
-    if (Option.isSome(stored) && stored.value.height > chain.head) {
-      // Not a lag to catch up: `--once` has nothing to do, and the listener waits (or rewinds).
-      // (Above the confirmed head only, it was stored with fewer confirmations: nothing to say.)
+    if (settings.once && Option.isSome(stored) && stored.value.height > chain.head) {
+      // Not a lag to catch up: `--once` has nothing to do, and ends before the listener would say
+      // so (it waits, or rewinds). Above the confirmed head only, the checkpoint was stored with
+      // fewer confirmations: nothing to say.
       yield* Effect.logWarning(
         `the stored checkpoint, block ${stored.value.height}, is above the chain's head, block ${chain.head}: ` +
           "the node is still syncing, or the chain was reset or reorganised to fewer blocks"
@@ -200,19 +201,23 @@ export const run = (settings: ListenSettings) => {
     let cursor = Option.isSome(kept)
       ? kept.value
       : (yield* sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM events`)[0]?.seq ?? 0
+    let saved = Option.isSome(kept) ? cursor : -1
     const drain: Effect.Effect<void, unknown> = Effect.gen(function*() {
-      const start = cursor
       for (;;) {
         const rows = yield* sql<{ seq: number; id: string; type: string; body: Uint8Array }>`
           SELECT seq, id, type, body FROM events WHERE seq > ${cursor} ORDER BY seq LIMIT 500`
         for (const row of rows) {
-          cursor = row.seq
+          // Past a row once it is printed: one cut short (Ctrl-C) is printed again, not lost.
           yield* print(row, blocks, settings.json)
+          cursor = row.seq
           printed++
         }
         if (rows.length < 500) break
       }
-      if (cursor !== start || Option.isNone(kept)) yield* store.kv.set(printedKey, new TextEncoder().encode(String(cursor)))
+      if (cursor !== saved) {
+        yield* store.kv.set(printedKey, new TextEncoder().encode(String(cursor)))
+        saved = cursor
+      }
     })
     // However the run ends: what it stored is printed (the listener, started after this, is
     // stopped first; the database is closed after).

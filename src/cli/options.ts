@@ -18,6 +18,7 @@ import { dirname, resolve } from "node:path"
 import type { DataDirError } from "../devnet/DataDir.js"
 import type { InvalidDevnetConfig } from "../devnet/DevnetConfig.js"
 import { type ConfigFileError, loadConfigFile } from "../extensions/configFile.js"
+import * as Migrations from "../storage/migrations.js"
 import {
   decodeEthDepositsConfig,
   type EthDepositsConfig,
@@ -158,23 +159,20 @@ const sqliteFile = ({ source, value }: Sourced, canBeAbsent: (path: string) => s
 export const existingFile = (sourced: Sourced): Effect.Effect<string, UsageError> =>
   sqliteFile(sourced, () => "no such file (inspect never creates a database)")
 
-/** Tables every database a kwil-listeners node made has (the migrations' own among them). */
-const ownTables = ["effect_sql_migrations", "events", "kv"]
-
 /**
- * Why the SQLite file at `path` is another program's: it has tables, and not ours. Opened
+ * Why the SQLite file at `path` is another program's: it has tables, none of them ours. Opened
  * read-only, for this question only.
  */
 const foreignDatabase = (path: string): string | undefined => {
   let db: InstanceType<typeof Database> | undefined
   try {
     db = new Database(path, { readonly: true })
-    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>)
+    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string }>)
       .map((r) => r.name)
-    return tables.length === 0 || ownTables.every((t) => tables.includes(t))
+    return tables.length === 0 || Migrations.holdsOurs(tables)
       ? undefined
-      : `is another program's SQLite database (tables ${tables.join(", ")}): give a new file, or one a kwil-listeners ` +
-        `node made`
+      : `is another program's SQLite database (tables ${tables.sort().join(", ")}): give a new file, or one ` +
+        `a kwil-listeners node made`
   } catch (e) {
     return `cannot be read: ${e instanceof Error ? e.message : String(e)}`
   } finally {

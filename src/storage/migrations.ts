@@ -15,6 +15,25 @@ export const loader = Migrator.fromRecord({
   "0003_accounts": accounts
 })
 
+/** Every table a kwil-listeners database holds: the migrations' own and the migrator's record of them. */
+export const ownTables: ReadonlySet<string> = new Set([
+  "effect_sql_migrations",
+  "events",
+  "kv",
+  "processed",
+  "resolutions",
+  "votes",
+  "validators",
+  "accounts"
+])
+
+/**
+ * Whether a database with `tables` is (or was begun as) a kwil-listeners database: it holds one of
+ * ours. A host node may keep tables of its own beside them; a database with tables, none of them
+ * ours, is another program's.
+ */
+export const holdsOurs = (tables: Iterable<string>): boolean => [...tables].some((t) => ownTables.has(t))
+
 /**
  * Brings the database at the `SqlClient` up to the newest schema; a database written by a newer
  * version of this package fails with `DatabaseTooNew` instead of being opened silently.
