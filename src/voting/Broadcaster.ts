@@ -121,6 +121,8 @@ const make = (config: BroadcasterConfig) =>
     const { identity } = yield* NodeInfo
     /** id -> height its vote was last sent at, for votes not yet seen in the ledger. */
     const sentAt = yield* Ref.make(new Map<EventId, bigint>())
+    /** The height of the last block `afterBlock` saw. */
+    const lastHeight = yield* Ref.make<bigint | undefined>(undefined)
 
     const proposal = Effect.fn("Broadcaster.proposal")(function*(caps: {
       readonly maxVotes: number
@@ -135,13 +137,20 @@ const make = (config: BroadcasterConfig) =>
       // and one another proposer created gets this node's vote (the ledger adds it). A proposer
       // sends no VoteIds for its own block, so a validator that proposes every block (the last
       // one left) would otherwise never vote for others' resolutions, nor re-send a lost vote.
+      // A vote already sent as VoteIds goes again only once it is due for a re-send.
       const local = yield* events.list()
       const status = yield* ledger.voteStatus(identity, local.map((e) => e.id))
+      const pending = yield* Ref.get(sentAt)
+      const height = yield* Ref.get(lastHeight)
+      const due = (id: EventId) => {
+        const at = pending.get(id)
+        return at === undefined || height === undefined || height - at >= resendAfterBlocks
+      }
       const chosen: Array<LocalEvent> = []
       let bytes = 0
       for (const event of local) {
         if (chosen.length >= caps.maxVotes) break
-        if (status.get(event.id) === "voted") continue
+        if (status.get(event.id) === "voted" || (event.voted && !due(event.id))) continue
         const size = voteBodySize(event)
         if (size > caps.maxBytes) {
           yield* Effect.logWarning("event larger than a whole VoteBodies tx: never proposed").pipe(
@@ -161,6 +170,7 @@ const make = (config: BroadcasterConfig) =>
 
     const afterBlock = Effect.fn("Broadcaster.afterBlock")(function*(block: CommittedBlock) {
       const none: AfterBlockOutcome = { sent: [], resent: [] }
+      yield* Ref.set(lastHeight, block.height)
       if (!block.isValidator) {
         yield* Ref.set(sentAt, new Map())
         return none

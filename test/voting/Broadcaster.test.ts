@@ -55,6 +55,25 @@ describe("Broadcaster.proposal", () => {
       expect(out.resolved).toEqual([idOf(e)])
     }))
 
+  it.scoped("a vote already sent as VoteIds is proposed as a body only once it is due for a re-send", () =>
+    Effect.gen(function*() {
+      const a = yield* makeNode("A", { resendAfterBlocks: 3 }) // notes expire after 5 blocks
+      const e = yield* note(1)
+      yield* a.run(observe(e))
+      yield* a.run(runBlock({ height: 1n, proposer: "B", validators: ABC, bodies: [e] }))
+      expect((yield* after(a, 1n, "B")).sent).toEqual([idOf(e)]) // the VoteIds tx, which is then lost
+      const propose = a.run(Effect.flatMap(Broadcaster, (b) => b.proposal({ maxVotes: 100, maxBytes: 1_000_000 })))
+      expect((yield* propose).events).toEqual([])
+      for (let h = 2n; h <= 3n; h++) {
+        yield* a.run(runBlock({ height: h, proposer: "A" }))
+        yield* after(a, h, "A")
+        expect((yield* propose).events).toEqual([])
+      }
+      yield* a.run(runBlock({ height: 4n, proposer: "A" }))
+      yield* after(a, 4n, "A")
+      expect((yield* propose).events).toEqual([e]) // 3 blocks on, still not landed
+    }))
+
   it.scoped("refuses caps that are not whole numbers of at least 0 (NaN would cap nothing) with InvalidProposalCaps", () =>
     Effect.gen(function*() {
       const node = yield* makeNode("A")
