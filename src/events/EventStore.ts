@@ -72,10 +72,12 @@ export interface EventStoreService {
    * Runs `effect` so that every broadcast and KV write in it commits together, or none does
    * when it fails (or is interrupted). A listener writes its checkpoint in the same transaction as
    * the events it covers. Nested calls are savepoints: an inner failure that the outer effect
-   * catches undoes only the inner writes; nested calls made at once (by forked fibers) run one
-   * after another, since a savepoint undoes whatever was written after it began (so a write the
-   * enclosing level makes meanwhile, outside any nested call, is undone with a nested call that
-   * fails). A store failure to write (an `EventStoreError` from a
+   * catches undoes only the inner writes. Nested calls made at once (by forked fibers) run one
+   * after another, since a savepoint undoes whatever was written after it began: so a nested
+   * call must not wait on a sibling's (joining it from inside a nested call of its own waits
+   * forever), and a write the enclosing level makes while a nested call runs, outside any, is
+   * not isolated from it (whether a failing nested call undoes it depends on the store: don't).
+   * A store failure to write (an `EventStoreError` from a
    * broadcast) fails the transaction even if the effect catches it: rows may be lost with it. A
    * fiber forked inside must be joined before `effect` returns: once its level has ended, its
    * store calls fail with `EventStoreError` and do nothing.
