@@ -16,7 +16,7 @@ declare module "better-sqlite3" {
     close(): void
   }
   interface DatabaseConstructor {
-    new (filename: string, options?: { readonly readonly?: boolean }): Database
+    new (filename: string, options?: { readonly readonly?: boolean; readonly timeout?: number }): Database
   }
   const Database: DatabaseConstructor
   export default Database

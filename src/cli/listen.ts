@@ -26,6 +26,7 @@ import { ListenerContext } from "../listener/Listener.js"
 import { endedCleanly } from "../listener/ListenerManager.js"
 import { ResolutionRegistry } from "../voting/ResolutionRegistry.js"
 import * as Health from "./Health.js"
+import * as DatabaseLock from "./DatabaseLock.js"
 import * as CliOptions from "./options.js"
 import * as Progress from "./Progress.js"
 
@@ -161,6 +162,7 @@ export const run = (settings: ListenSettings) => {
       chain: heads(config)
     }, { concurrency: 2 }).pipe(Effect.provide(EthereumClient.layer({ urls: config.rpcProviders })))
     const target = chain.confirmed
+    yield* DatabaseLock.hold(settings.db)
     const context = yield* Layer.build(storage(settings.db))
     const sql = yield* Effect.provide(SqlClient.SqlClient, context)
     const store = yield* Effect.provide(EventStore, context)

@@ -295,12 +295,20 @@ describe("kwil-listeners listen, following", () => {
       expect(metrics).toMatch(/^listener_state\{[^}]*listener="eth_deposits"[^}]*state="running"[^}]*\} 1$/m)
       expect(metrics).toMatch(/^listener_state\{[^}]*listener="eth_deposits"[^}]*state="failed"[^}]*\} 0$/m)
       expect(metrics).toMatch(/^eth_follower_finality_violations_total(\{[^}]*\})? 0$/m)
+      // A second run on the same database while this one runs: refused, and it stored nothing.
+      const second = yield* cli(["listen", "--once", "--confirmations", "0", "--db", db, "--rpc", chain.anvil.httpUrl, "--contract", chain.deployment.escrow])
+      expect(second.code).toBe(1)
+      expect(second.stderr).toContain(`${db} is in use by another listen run`)
+      expect(second.stdout).toBe("")
       run.child.kill("SIGINT")
       expect(yield* run.exited).toBe(0)
       expect(jsonLines(run.out.stdout)).toEqual([
         expect.objectContaining({ amount: "42", txHash: receipt.transactionHash, block: Number(receipt.blockNumber) })
       ])
       expect(run.out.stderr).toContain("printed 1 deposit stored in")
+      // Its lock went with it: the next run goes on.
+      const after = yield* cli(["listen", "--once", "--confirmations", "0", "--db", db, "--rpc", chain.anvil.httpUrl, "--contract", chain.deployment.escrow])
+      expect(after.code).toBe(0)
     }), { timeout: 120_000 })
 })
 
