@@ -34,7 +34,7 @@ export type FailurePolicy = "restart" | "stop" | "shutdown"
 
 /** Backoff for the `restart` policy. */
 export interface Backoff {
-  /** The first delay. */
+  /** The first delay (each delay is jittered down by up to a fifth). */
   readonly initial: Duration.Duration
   /** No delay is longer than this. */
   readonly max: Duration.Duration

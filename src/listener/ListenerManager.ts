@@ -150,11 +150,15 @@ const describe = (cause: Cause.Cause<unknown>): string => {
   return what === undefined || text.startsWith(what) ? text : `${what}: ${text}`
 }
 
-/** The backoff of `restart`: exponential from `initial`, jittered, each delay capped at `max`. */
+/**
+ * The backoff of `restart`: exponential from `initial`, capped at `max`, then jittered down by up
+ * to a fifth, so no delay passes `max` and listeners failing together at the cap do not restart
+ * in step.
+ */
 const backoffSchedule = (backoff: Backoff) =>
   Schedule.exponential(backoff.initial).pipe(
-    Schedule.jittered,
-    Schedule.modifyDelay((delay) => Duration.min(delay, backoff.max))
+    Schedule.modifyDelay((delay) => Duration.min(delay, backoff.max)),
+    Schedule.jitteredWith({ min: 0.8, max: 1 })
   )
 
 interface Entry {
