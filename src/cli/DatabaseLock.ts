@@ -1,11 +1,12 @@
 /**
  * One `listen` run at a time on a database: a run holds an exclusive SQLite lock on `<db>.lock`
- * (an empty file left beside the database) for as long as it runs. Two runs on one database would
+ * (an empty file left beside the database, after links are followed) for as long as it runs. Two runs on one database would
  * each store and print the other's deposits and move one print mark. The operating system drops
  * the lock with the process however it ends, so a killed run never leaves it held.
  */
 import Database from "better-sqlite3"
 import { Data, Effect, type Scope } from "effect"
+import { existsSync, realpathSync } from "node:fs"
 
 /** Another run holds the database's lock. */
 export class DatabaseInUse extends Data.TaggedError("DatabaseInUse")<{ readonly db: string }> {
@@ -30,8 +31,11 @@ export const hold = (db: string): Effect.Effect<void, DatabaseInUse | DatabaseLo
   Effect.asVoid(Effect.acquireRelease(
     Effect.try({
       try: () => {
-        const lock = new Database(`${db}.lock`, { timeout: 0 })
+        // The database's own path: two names (a link) for one database take one lock.
+        const lock = new Database(`${existsSync(db) ? realpathSync(db) : db}.lock`, { timeout: 0 })
         try {
+          // No journal file: the lock is all this database is for.
+          lock.pragma("journal_mode = MEMORY")
           lock.exec("BEGIN EXCLUSIVE")
         } catch (e) {
           lock.close()

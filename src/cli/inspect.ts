@@ -101,10 +101,13 @@ export const report = (filename: string) =>
     const tables = new Set(
       (yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table'`).map((r) => r.name)
     )
-    if (!Migrations.holdsOurs(tables)) {
+    const recorded = tables.has("effect_sql_migrations")
+      ? yield* sql<Migrations.Recorded>`SELECT migration_id, name FROM effect_sql_migrations`
+      : []
+    if (!Migrations.isOurs([...tables], recorded)) {
       return yield* new CliOptions.UsageError({
         subject: `--db ${filename}`,
-        reason: `is not a kwil-listeners database (it has none of the tables ${[...Migrations.ownTables].join(", ")})`
+        reason: "is not a kwil-listeners database (no migration of ours is recorded in it)"
       })
     }
     const events: Report["events"] = tables.has("events")

@@ -160,19 +160,23 @@ export const existingFile = (sourced: Sourced): Effect.Effect<string, UsageError
   sqliteFile(sourced, () => "no such file (inspect never creates a database)")
 
 /**
- * Why the SQLite file at `path` is another program's: it has tables, none of them ours. Opened
- * read-only, for this question only.
+ * Why the SQLite file at `path` is another program's: it has tables, and is not a kwil-listeners
+ * database (see `Migrations.isOurs`). Opened read-only, for this question only.
  */
 const foreignDatabase = (path: string): string | undefined => {
   let db: InstanceType<typeof Database> | undefined
   try {
     db = new Database(path, { readonly: true })
-    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string }>)
-      .map((r) => r.name)
-    return tables.length === 0 || Migrations.holdsOurs(tables)
+    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<
+      { name: string }
+    >).map((r) => r.name)
+    const recorded = tables.includes("effect_sql_migrations")
+      ? db.prepare("SELECT migration_id, name FROM effect_sql_migrations").all() as Array<Migrations.Recorded>
+      : []
+    return tables.length === 0 || Migrations.isOurs(tables, recorded)
       ? undefined
-      : `is another program's SQLite database (tables ${tables.sort().join(", ")}): give a new file, or one ` +
-        `a kwil-listeners node made`
+      : `is another program's SQLite database (tables ${tables.join(", ")}): give a new file, or one a ` +
+        `kwil-listeners node made`
   } catch (e) {
     return `cannot be read: ${e instanceof Error ? e.message : String(e)}`
   } finally {

@@ -9,30 +9,33 @@ import voting from "./0002_voting.js"
 import accounts from "./0003_accounts.js"
 import * as SchemaGuard from "./schemaGuard.js"
 
-export const loader = Migrator.fromRecord({
+const steps = {
   "0001_events": events,
   "0002_voting": voting,
   "0003_accounts": accounts
-})
+}
 
-/** Every table a kwil-listeners database holds: the migrations' own and the migrator's record of them. */
-export const ownTables: ReadonlySet<string> = new Set([
-  "effect_sql_migrations",
-  "events",
-  "kv",
-  "processed",
-  "resolutions",
-  "votes",
-  "validators",
-  "accounts"
-])
+export const loader = Migrator.fromRecord(steps)
+
+/** A migration as the migrator records it in `effect_sql_migrations` ("0001_events" is 1, "events"). */
+export interface Recorded {
+  readonly migration_id: number
+  readonly name: string
+}
 
 /**
- * Whether a database with `tables` is (or was begun as) a kwil-listeners database: it holds one of
- * ours. A host node may keep tables of its own beside them; a database with tables, none of them
- * ours, is another program's.
+ * Whether a database holding `tables`, with `recorded` migrations, is (or was begun as) a
+ * kwil-listeners database. Ours are made by the migrator, so they hold its record (a run stopped
+ * before the first migration leaves only that), and every migration it records under one of our
+ * ids is ours. Ids past ours are a newer version's, for the schema guard to refuse. Another
+ * program's database, even one with an `events` table or migrated by @effect/sql, is not ours.
  */
-export const holdsOurs = (tables: Iterable<string>): boolean => [...tables].some((t) => ownTables.has(t))
+export const isOurs = (tables: ReadonlyArray<string>, recorded: ReadonlyArray<Recorded>): boolean =>
+  tables.includes("effect_sql_migrations") &&
+  recorded.every(({ migration_id, name }) =>
+    migration_id > Object.keys(steps).length ||
+    Object.hasOwn(steps, `${String(migration_id).padStart(4, "0")}_${name}`)
+  )
 
 /**
  * Brings the database at the `SqlClient` up to the newest schema; a database written by a newer

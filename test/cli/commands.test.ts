@@ -9,7 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import { Duration, Effect, Layer, Schedule } from "effect"
 import { execFileSync, spawn } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import type { Log } from "viem"
@@ -295,11 +295,15 @@ describe("kwil-listeners listen, following", () => {
       expect(metrics).toMatch(/^listener_state\{[^}]*listener="eth_deposits"[^}]*state="running"[^}]*\} 1$/m)
       expect(metrics).toMatch(/^listener_state\{[^}]*listener="eth_deposits"[^}]*state="failed"[^}]*\} 0$/m)
       expect(metrics).toMatch(/^eth_follower_finality_violations_total(\{[^}]*\})? 0$/m)
-      // A second run on the same database while this one runs: refused, and it stored nothing.
-      const second = yield* cli(["listen", "--once", "--confirmations", "0", "--db", db, "--rpc", chain.anvil.httpUrl, "--contract", chain.deployment.escrow])
+      // A second run on the same database (by another name: a link) while this one runs:
+      // refused, and it stored nothing; the lock leaves no journal beside it.
+      const link = `${db}-link.db`
+      symlinkSync(db, link)
+      const second = yield* cli(["listen", "--once", "--confirmations", "0", "--db", link, "--rpc", chain.anvil.httpUrl, "--contract", chain.deployment.escrow])
       expect(second.code).toBe(1)
-      expect(second.stderr).toContain(`${db} is in use by another listen run`)
+      expect(second.stderr).toContain(`${link} is in use by another listen run`)
       expect(second.stdout).toBe("")
+      expect(existsSync(`${db}.lock-journal`)).toBe(false)
       run.child.kill("SIGINT")
       expect(yield* run.exited).toBe(0)
       expect(jsonLines(run.out.stdout)).toEqual([
@@ -413,7 +417,7 @@ describe("kwil-listeners bad input", () => {
       const usedDataDir = join(dir, "used")
       mkdirSync(usedDataDir)
       writeFileSync(join(usedDataDir, "validator-0.db"), "")
-      // Another program's SQLite database: never written to.
+      // Another program's SQLite database, though it has a table of one of our names: never written to.
       const foreignDb = join(dir, "other.db")
       const tablesOf = (file: string) => {
         const db = new Database(file)
@@ -423,9 +427,9 @@ describe("kwil-listeners bad input", () => {
           db.close()
         }
       }
-      new Database(foreignDb).exec("CREATE TABLE t (x)").close()
+      new Database(foreignDb).exec("CREATE TABLE t (x); CREATE TABLE accounts (x)").close()
       const cases: ReadonlyArray<{ args: ReadonlyArray<string>; env?: Record<string, string>; says: ReadonlyArray<string> }> = [
-        { args: ["listen", "--rpc", rpc, "--contract", contract, "--db", foreignDb], says: ["--db", "other.db", "another program's SQLite database (tables t)"] },
+        { args: ["listen", "--rpc", rpc, "--contract", contract, "--db", foreignDb], says: ["--db", "other.db", "another program's SQLite database (tables accounts, t)"] },
         { args: ["listen", "--bogus"], says: ["--bogus"] },
         { args: ["listen", "--rpc", rpc, "--contract", "0x1234"], says: ["--contract", "0x1234", "20-byte hex address"] },
         { args: ["listen", "--rpc", rpc, "--contract", contract, "--confirmations", "-3"], says: ["--confirmations", "-3"] },
@@ -446,7 +450,7 @@ describe("kwil-listeners bad input", () => {
         { args: ["nonsense"], says: ["'nonsense' is not a command", "devnet", "listen"] }
       ]
       const runs = yield* Effect.forEach(cases, (c) => cli(c.args, c.env === undefined ? {} : { env: c.env }), { concurrency: 6 })
-      expect(tablesOf(foreignDb)).toEqual([{ name: "t" }])
+      expect(tablesOf(foreignDb)).toEqual([{ name: "accounts" }, { name: "t" }])
       runs.forEach((run, i) => {
         const c = cases[i]!
         const context = `${c.args.join(" ")} -> ${run.stderr}`

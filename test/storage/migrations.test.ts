@@ -4,15 +4,18 @@ import { expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import * as Migrations from "../../src/storage/migrations.js"
 
-it.effect("ownTables are exactly the tables a migrated database holds, so holdsOurs knows each of them", () =>
+it.effect("isOurs: a migrated database, or one only begun; not another program's, even with our table names", () =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const tables = (yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`)
-      .map((r) => r.name)
-    expect(tables).toEqual([...Migrations.ownTables].sort())
-    expect(tables.every((t) => Migrations.holdsOurs([t]))).toBe(true)
-    // Begun but not migrated (a run stopped between the two): still ours; none of ours: another program's.
-    expect(Migrations.holdsOurs(["effect_sql_migrations"])).toBe(true)
-    expect(Migrations.holdsOurs(["t", "u"])).toBe(false)
-    expect(Migrations.holdsOurs(["t", "events"])).toBe(true)
+    const tables = (yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table'`).map((r) => r.name)
+    const recorded = yield* sql<Migrations.Recorded>`SELECT migration_id, name FROM effect_sql_migrations`
+    expect(recorded.map((r) => r.name)).toEqual(["events", "voting", "accounts"])
+    expect(Migrations.isOurs(tables, recorded)).toBe(true)
+    // Begun but not migrated (a run stopped before the first migration): ours.
+    expect(Migrations.isOurs(["effect_sql_migrations"], [])).toBe(true)
+    // A newer version's further migration: ours, for the schema guard to refuse.
+    expect(Migrations.isOurs(tables, [...recorded, { migration_id: 4, name: "later" }])).toBe(true)
+    // Another program's: tables of our names without the migrator's record, or migrations not ours.
+    expect(Migrations.isOurs(["accounts", "events"], [])).toBe(false)
+    expect(Migrations.isOurs(["effect_sql_migrations", "users"], [{ migration_id: 1, name: "users" }])).toBe(false)
   }).pipe(Effect.provide(Migrations.layer.pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })), Layer.orDie))))
