@@ -1,7 +1,8 @@
 /**
  * One `listen` run at a time on a database: a run holds an exclusive SQLite lock on `<db>.lock`
- * (an empty file left beside the database, after links are followed) for as long as it runs. Two runs on one database would
- * each store and print the other's deposits and move one print mark. The operating system drops
+ * (an empty file left beside the database, after links are followed) for as long as it runs.
+ * Two runs on one database would each store and print the other's deposits and move one print
+ * mark. The operating system drops
  * the lock with the process however it ends, so a killed run never leaves it held.
  */
 import Database from "better-sqlite3"

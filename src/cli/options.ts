@@ -143,13 +143,19 @@ const notSqlite = (path: string): string | undefined => {
 
 /**
  * `value` resolved, when the file there `canBeAbsent` or exists as a SQLite file (or an empty
- * one); else a `UsageError` naming `source` and why.
+ * one) that `fits`; else a `UsageError` naming `source` and why.
  */
-const sqliteFile = ({ source, value }: Sourced, canBeAbsent: (path: string) => string | undefined) => {
+const sqliteFile = (
+  { source, value }: Sourced,
+  canBeAbsent: (path: string) => string | undefined,
+  fits: (path: string) => string | undefined = () => undefined
+) => {
   const path = resolve(value)
-  const problem = existsSync(path)
-    ? (statSync(path).isFile() ? notSqlite(path) : "is not a file")
-    : canBeAbsent(path)
+  const problem = !existsSync(path)
+    ? canBeAbsent(path)
+    : !statSync(path).isFile()
+    ? "is not a file"
+    : notSqlite(path) ?? (statSync(path).size > 0 ? fits(path) : undefined)
   return problem === undefined
     ? Effect.succeed(path)
     : Effect.fail(new UsageError({ subject: `${source} ${value}`, reason: problem }))
@@ -190,18 +196,10 @@ const foreignDatabase = (path: string): string | undefined => {
  * anything else is done (and another program's database is never written to).
  */
 export const databaseFile = (sourced: Sourced): Effect.Effect<string, UsageError> =>
-  Effect.flatMap(
-    sqliteFile(sourced, (path) => {
-      const dir = dirname(path)
-      return existsSync(dir) && statSync(dir).isDirectory() ? undefined : `the directory ${dir} does not exist`
-    }),
-    (path) => {
-      const problem = existsSync(path) && statSync(path).size > 0 ? foreignDatabase(path) : undefined
-      return problem === undefined
-        ? Effect.succeed(path)
-        : Effect.fail(new UsageError({ subject: `${sourced.source} ${sourced.value}`, reason: problem }))
-    }
-  )
+  sqliteFile(sourced, (path) => {
+    const dir = dirname(path)
+    return existsSync(dir) && statSync(dir).isDirectory() ? undefined : `the directory ${dir} does not exist`
+  }, foreignDatabase)
 
 // --- the eth_deposits section -----------------------------------------------------------------
 
