@@ -1,7 +1,15 @@
 #!/usr/bin/env node
-// Loads the TypeScript CLI in this same process through tsx's loader, so the package needs no
-// build step and signals (Ctrl-C) reach the program directly.
-import { register } from "tsx/esm/api"
+// Runs the command line in this same process, so signals (Ctrl-C) reach the program directly:
+// the bundle (`dist/kwil-listeners.mjs`, see `bundle.mjs`) when it is up to date with the
+// sources, which starts in well under a second; otherwise the TypeScript sources through tsx's
+// loader, which needs no build step but takes seconds to start.
+import { pathToFileURL } from "node:url"
+import { bundlePath, isFresh } from "./bundle.mjs"
 
-register()
-await import("../src/cli/main.ts")
+if (isFresh()) {
+  await import(pathToFileURL(bundlePath()).href)
+} else {
+  const { register } = await import("tsx/esm/api")
+  register()
+  await import("../src/cli/main.ts")
+}

@@ -127,7 +127,7 @@ const stopWhenOutputCloses = (ended: () => boolean) => {
   }
 }
 
-if (process.argv[1] !== undefined && /(?:main\.ts|kwil-listeners(?:\.js)?)$/.test(process.argv[1])) {
+if (process.argv[1] !== undefined && /(?:main\.ts|kwil-listeners(?:\.m?js)?)$/.test(process.argv[1])) {
   let code: number = exitCodes.failure
   let ended = false
   stopWhenOutputCloses(() => ended)
