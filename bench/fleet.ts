@@ -15,7 +15,7 @@ import { active, inactive, ValidatorStatus, ValidatorStatusControl } from "../sr
 export interface Fleet {
   /** Flips the node to an active validator and waits until every listener runs. */
   readonly start: Effect.Effect<void>
-  /** Flips it back and waits until every listener's scope has closed. */
+  /** Flips it back and waits until every listener's scope has closed and its fiber has ended. */
   readonly stop: Effect.Effect<void>
   readonly fibers: Effect.Effect<number>
 }
@@ -50,6 +50,10 @@ export const makeFleet = (count: number): Effect.Effect<Fleet, unknown, Scope.Sc
     )
     const control = Context.get(context, ValidatorStatusControl)
     const manager = Context.get(context, ListenerManager)
+    const untilNoFibers: Effect.Effect<void> = Effect.flatMap(
+      manager.fibers,
+      (n) => n === 0 ? Effect.void : Effect.zipRight(Effect.yieldNow(), untilNoFibers)
+    )
     return {
       start: Effect.suspend(() => {
         const wait = started
@@ -60,6 +64,8 @@ export const makeFleet = (count: number): Effect.Effect<Fleet, unknown, Scope.Sc
       stop: Effect.suspend(() => {
         const wait = stopped
         return Effect.zipRight(control.set(inactive), Deferred.await(wait)).pipe(
+          // The last finalizer has run; the manager's fibers end just after (their bookkeeping).
+          Effect.zipRight(untilNoFibers),
           Effect.zipRight(Effect.suspend(() => Effect.map(Deferred.make<void>(), (d) => { stopped = d })))
         )
       }),

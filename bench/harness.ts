@@ -7,7 +7,9 @@ import { Effect, Layer } from "effect"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import Database from "better-sqlite3"
 import * as Node from "../layers/Node.js"
+import * as WalCheckpointer from "../src/storage/WalCheckpointer.js"
 
 /** One line of the table and of `bench/results.json`. */
 export interface Result {
@@ -76,6 +78,19 @@ export const tempDir = (label: string): { readonly path: (file: string) => strin
 /** The node database at `filename` as the node opens it (`layers/Node.ts`): WAL, checkpointed on a thread of its own, migrated. */
 export const nodeDb = (filename: string) =>
   Node.database(filename)
+
+/**
+ * A raw better-sqlite3 connection to `filename`, set up as the node's is: WAL, and its automatic
+ * checkpoint at the node's backstop. The node checkpoints on a thread of its own, never inside its
+ * commits; a baseline left at SQLite's default (every 1,000 pages, inside the commit that crosses
+ * it) would pay a copy and an fsync that ours does not.
+ */
+export const rawDb = (filename: string): Database => {
+  const db = new Database(filename)
+  db.pragma("journal_mode = WAL")
+  db.pragma(`wal_autocheckpoint = ${WalCheckpointer.defaultBackstop}`)
+  return db
+}
 
 /** Creates the node schema in `filename` and closes it, for a raw baseline to open. */
 export const migrateFile = (filename: string): Promise<void> =>

@@ -1,7 +1,9 @@
 /**
  * `npm run bench [-- --quick] [-- --only name,...]`: runs every benchmark in this folder, prints
  * the table and writes `bench/results.json` (`[{ name, ours, baseline, unit, ratio, bar, pass }]`
- * plus a note each). Figures are medians of side-by-side rounds; see `harness.ts`.
+ * plus a note each). Figures are medians of side-by-side rounds; see `harness.ts`. A `--quick`
+ * run's smaller sizes are not the figures of record: it writes `bench/results.local.json`
+ * (ignored by git) instead.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { cpus, loadavg } from "node:os"
@@ -26,6 +28,11 @@ const args = process.argv.slice(2)
 const quick = args.includes("--quick")
 const onlyAt = args.indexOf("--only")
 const only = onlyAt >= 0 ? new Set((args[onlyAt + 1] ?? "").split(",")) : undefined
+const unknown = only === undefined ? [] : [...only].filter((name) => !benches.some((b) => b.name === name))
+if (unknown.length > 0) {
+  console.error(`no benchmark named ${unknown.join(", ")}: use ${benches.map((b) => b.name).join(", ")}`)
+  process.exit(2)
+}
 
 const fmt = (n: number | null, digits = 2): string =>
   n === null ? "-" : Math.abs(n) >= 1000 ? Math.round(n).toLocaleString("en") : String(Math.round(n * 10 ** digits) / 10 ** digits)
@@ -58,7 +65,7 @@ for (const bench of benches) {
 console.log(`\n${new Date().toISOString()}, ${machine}, load after: ${loadavg().map((l) => l.toFixed(1)).join(" ")}\n`)
 console.log(table(results))
 for (const r of results) if (r.note !== undefined) console.log(`- ${r.name}: ${r.note}`)
-const out = fileURLToPath(new URL("./results.json", import.meta.url))
+const out = fileURLToPath(new URL(quick ? "./results.local.json" : "./results.json", import.meta.url))
 // A partial run (`--only`) replaces its own rows and keeps the others' latest figures.
 const kept: ReadonlyArray<Result> = only !== undefined && existsSync(out)
   ? (JSON.parse(readFileSync(out, "utf8")) as ReadonlyArray<Result>).filter((r) => !results.some((n) => n.name === r.name))

@@ -1,6 +1,6 @@
 /**
  * Benchmark 4, manager: 1,000 listeners started on one validator flip (until every one runs)
- * and stopped on the next (until every scope has closed). Baseline: the floor of the same work
+ * and stopped on the next (until every scope has closed and every fiber has ended). Baseline: the floor of the same work
  * in bare Effect: 1,000 fibers forked, each opening a scope, then all interrupted and awaited.
  * Measured in the same rounds, two smaller floors for the note: the least a fiber with a scope of
  * its own costs (1,000 root fibers, each forked with its `Scope` already in its context and

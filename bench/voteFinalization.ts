@@ -10,7 +10,6 @@
  * are checked against the deposits. Bar: under 1 s.
  */
 import { SqlClient } from "@effect/sql"
-import Database from "better-sqlite3"
 import { Effect, Layer, Logger, LogLevel } from "effect"
 import { copyFileSync } from "node:fs"
 import { EventLog } from "../src/events/EventLog.js"
@@ -19,7 +18,7 @@ import * as EventId from "../src/events/EventId.js"
 import { balances, CreditAccount, creditAccount } from "../src/extensions/creditAccount.js"
 import { ResolutionRegistry } from "../src/voting/ResolutionRegistry.js"
 import { VoteLedger } from "../src/voting/VoteLedger.js"
-import { median, nodeDb, type Options, type Result, sideBySide, tempDir, time } from "./harness.js"
+import { median, nodeDb, type Options, rawDb, type Result, sideBySide, tempDir, time } from "./harness.js"
 
 const validators = ["v0", "v1", "v2", "v3"].map((identity) => ({ identity, power: 1n }))
 
@@ -107,8 +106,7 @@ const ours = (file: string, ids: ReadonlyArray<EventId.EventId>): Promise<Run> =
 
 /** The same block in plain SQL. */
 const plain = async (file: string, ids: ReadonlyArray<EventId.EventId>): Promise<Run> => {
-  const db = new Database(file)
-  db.pragma("journal_mode = WAL")
+  const db = rawDb(file)
   try {
     const vote = db.prepare(
       "INSERT OR IGNORE INTO votes (resolution_id, voter) SELECT id, ? FROM resolutions WHERE id IN (SELECT value FROM json_each(?))"

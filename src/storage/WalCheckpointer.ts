@@ -46,6 +46,9 @@ type FromThread =
   | { readonly type: "ready" }
   | { readonly type: "failed" | "error"; readonly reason: string }
 
+/** The node connection's own automatic checkpoint, in WAL pages (see the module comment). */
+export const defaultBackstop = 10_000
+
 const script = new URL("./walCheckpointer.worker.mjs", import.meta.url)
 
 /** A started thread: `exited` resolves when it ends, and `reason` then says why. */
@@ -104,7 +107,7 @@ export const layer = (filename: string, options: Options = {}): Layer.Layer<neve
     const restore = sql.unsafe(`PRAGMA wal_autocheckpoint = ${automatic}`).pipe(Effect.ignore)
     const intervalMs = Math.max(1, Duration.toMillis(Duration.decode(options.interval ?? Duration.millis(100))))
 
-    const backstop = Math.max(1, Math.floor(options.backstop ?? 10_000))
+    const backstop = Math.max(1, Math.floor(options.backstop ?? defaultBackstop))
     const starting = spawn(options.thread ?? script, filename, intervalMs).pipe(
       Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => "the thread did not open the database within 10 s" }),
       // Interruptible although it is the acquire of `acquireRelease`: a thread that never answers
