@@ -164,6 +164,7 @@ export const ours = async (
       }))
   )
   const scope = Effect.runSync(Scope.make())
+  let fiber: Fiber.RuntimeFiber<void, unknown> | undefined
   try {
     const context = await Effect.runPromise(Layer.buildWithScope(
       Layer.mergeAll(
@@ -175,10 +176,11 @@ export const ours = async (
     const listener = EthDeposits.makeEthDeposits({ client: recording, pollInterval: "1 second", timeout: "30 seconds" })
     const cpu0 = cpuReading(target.nodePid)
     const start = process.hrtime.bigint()
-    const fiber = Effect.runFork(
+    const running = Effect.runFork(
       listener.run.pipe(Effect.scoped, Effect.provide(context), Logger.withMinimumLogLevel(LogLevel.Warning))
     )
-    const ended = Effect.runPromise(Fiber.await(fiber)).then((exit) => {
+    fiber = running
+    const ended = Effect.runPromise(Fiber.await(running)).then((exit) => {
       throw new Error(`the listener ended: ${String(exit)}`)
     })
     let timer: NodeJS.Timeout | undefined
@@ -188,10 +190,11 @@ export const ours = async (
     await Promise.race([done, ended, stuck]).finally(() => clearTimeout(timer))
     const ms = Number(process.hrtime.bigint() - start) / 1e6
     const cpu = cpuSpent(cpu0, cpuReading(target.nodePid))
-    await Effect.runPromise(Fiber.interrupt(fiber))
     ended.catch(() => {})
     return { ms, cpu, ranges }
   } finally {
+    // However it ended (a timeout too), the listener stops before its database closes.
+    if (fiber !== undefined) await Effect.runPromise(Fiber.interrupt(fiber))
     await Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }
@@ -512,7 +515,7 @@ export const run = async (options: Options): Promise<ReadonlyArray<Result>> => {
             pass: mo / ma <= 1.2,
             note: `${common}; bare = the same requests as plain JSON-RPC POSTs through undici, ` +
               `${LogFollower.defaultInFlight} in flight as ours, each answer parsed, no decoding or storage; ` +
-              `${rawBare} (the raw pipeline: how near this floor plain code that stores gets here); the bare ` +
+              `the raw pipeline (how near this floor plain code that stores gets here): ${rawBare}; the bare ` +
               `requests one at a time: ${all(a1)} ms, ours/that = ${(mo / median(a1)).toFixed(2)}; ${cpu}`
           },
           {

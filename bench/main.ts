@@ -8,6 +8,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { cpus, loadavg } from "node:os"
 import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
 import type { Options, Result } from "./harness.js"
 
 interface Bench {
@@ -24,15 +25,23 @@ const benches: ReadonlyArray<Bench> = [
   { name: "memoryCatchup", run: async (o) => (await import("./memoryCatchup.js")).run(o) }
 ]
 
-const args = process.argv.slice(2)
-const quick = args.includes("--quick")
-const onlyAt = args.indexOf("--only")
-const only = onlyAt >= 0 ? new Set((args[onlyAt + 1] ?? "").split(",")) : undefined
-const unknown = only === undefined ? [] : [...only].filter((name) => !benches.some((b) => b.name === name))
-if (unknown.length > 0) {
-  console.error(`no benchmark named ${unknown.join(", ")}: use ${benches.map((b) => b.name).join(", ")}`)
+/** Exits 2 with `message`: a mistyped flag or name must not run everything and overwrite the figures of record. */
+const refuse = (message: string): never => {
+  console.error(message)
   process.exit(2)
 }
+
+const flags = (() => {
+  try {
+    return parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" } }, strict: true }).values
+  } catch (error) {
+    return refuse(`${(error as Error).message}; usage: npm run bench [-- --quick] [-- --only name,...]`)
+  }
+})()
+const quick = flags.quick === true
+const only = flags.only === undefined ? undefined : new Set(flags.only.split(","))
+const unknown = only === undefined ? [] : [...only].filter((name) => !benches.some((b) => b.name === name))
+if (unknown.length > 0) refuse(`no benchmark named ${unknown.join(", ")}: use ${benches.map((b) => b.name).join(", ")}`)
 
 const fmt = (n: number | null, digits = 2): string =>
   n === null ? "-" : Math.abs(n) >= 1000 ? Math.round(n).toLocaleString("en") : String(Math.round(n * 10 ** digits) / 10 ** digits)

@@ -9,7 +9,7 @@
  * `node bin/bundle.mjs` by hand. better-sqlite3 stays outside (a native addon); the WAL
  * checkpointer's thread script is copied beside the bundle, where `WalCheckpointer` looks for it.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from "node:fs"
+import { copyFileSync, existsSync, mkdirSync, readdirSync, realpathSync, renameSync, statSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -19,10 +19,15 @@ export const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 /** Where the bundle goes. */
 export const bundlePath = (at = root) => join(at, "dist", "kwil-listeners.mjs")
 
-/** What the bundle is made of: the sources, this script, and what npm installed (its record of it). */
+/**
+ * What the bundle is made of: the sources, the compiler settings esbuild reads, this script, and
+ * what npm installed (its record of it). By modification time: a source copied back with an
+ * older time (`cp -p`, `tar x`) is not seen, and `npm run build` is then needed.
+ */
 const inputs = (at) => [
   join(at, "src"),
   join(at, "layers"),
+  join(at, "tsconfig.json"),
   join(at, "bin", "bundle.mjs"),
   join(at, "package-lock.json"),
   join(at, "node_modules", ".package-lock.json")
@@ -58,9 +63,12 @@ export const bundle = async (from = root, to = dirname(bundlePath(from))) => {
   mkdirSync(to, { recursive: true })
   const worker = "walCheckpointer.worker.mjs"
   copyFileSync(join(from, "src", "storage", worker), join(to, worker))
+  // Written beside, then renamed over it: a launcher starting meanwhile reads the old bundle or the new, never half of one.
+  const out = join(to, "kwil-listeners.mjs")
+  const partial = `${out}.${process.pid}.partial`
   await build({
     entryPoints: [join(from, "src", "cli", "main.ts")],
-    outfile: join(to, "kwil-listeners.mjs"),
+    outfile: partial,
     bundle: true,
     platform: "node",
     format: "esm",
@@ -72,9 +80,11 @@ export const bundle = async (from = root, to = dirname(bundlePath(from))) => {
     banner: { js: "import { createRequire as __createRequire } from \"node:module\"; const require = __createRequire(import.meta.url);" },
     logLevel: "warning"
   })
+  renameSync(partial, out)
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+// Run as a script (its path as given may go through a link; `import.meta.url` is the real one).
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
   if (process.argv.includes("--if-stale") && isFresh()) process.exit(0)
   await bundle()
 }

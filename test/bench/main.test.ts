@@ -1,18 +1,28 @@
-/** `npm run bench` refuses a benchmark name it does not know, rather than run nothing and exit 0. */
+/**
+ * `npm run bench` refuses a benchmark name or a flag it does not know (exit 2), rather than run
+ * nothing, or everything, and overwrite the figures of record.
+ */
 import { describe, expect, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
 import { join, resolve } from "node:path"
 
 const root = resolve(import.meta.dirname, "../..")
 
-describe("npm run bench --only", () => {
+const bench = (...args: Array<string>) =>
+  spawnSync(process.execPath, ["--import", "tsx", join(root, "bench/main.ts"), ...args], { cwd: root, encoding: "utf8", timeout: 60_000 })
+
+describe("npm run bench", () => {
   it("refuses an unknown benchmark name, naming the known ones", () => {
-    const run = spawnSync(process.execPath, ["--import", "tsx", join(root, "bench/main.ts"), "--only", "memory"], {
-      cwd: root,
-      encoding: "utf8",
-      timeout: 60_000
-    })
+    for (const args of [["--only", "memory"], ["--only=memory"]]) {
+      const run = bench(...args)
+      expect(run.status).toBe(2)
+      expect(run.stderr).toContain("no benchmark named memory: use eventWrites, voteFinalization, manager, memoryFlips, catchup, memoryCatchup")
+    }
+  }, 60_000)
+
+  it("refuses an unknown flag", () => {
+    const run = bench("--quik")
     expect(run.status).toBe(2)
-    expect(run.stderr).toContain("no benchmark named memory: use eventWrites, voteFinalization, manager, memoryFlips, catchup, memoryCatchup")
+    expect(run.stderr).toContain("Unknown option '--quik'")
   }, 60_000)
 })

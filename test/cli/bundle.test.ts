@@ -1,12 +1,12 @@
 /**
  * The launcher's bundle: when `bin/kwil-listeners.js` may run `dist/kwil-listeners.mjs` (only while
- * it is newer than everything it was made from), and that a bundle runs the commands, the native
- * SQLite driver included (`npm start` runs the devnet, checkpointer threads and all, from it).
+ * it is newer than everything it was made from), and that a bundle runs the commands: the native
+ * SQLite driver and the WAL checkpointer's thread included.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { execFileSync, spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { bundle, bundlePath, isFresh, root } from "../../bin/bundle.mjs"
@@ -24,7 +24,7 @@ const at = (path: string, seconds: number) => utimesSync(path, seconds, seconds)
 
 /** A package laid out as the bundle's inputs are, every file and folder at time 1,000, the bundle at 2,000. */
 const layout = (dir: string) => {
-  const files = ["src/cli/main.ts", "src/events/EventStore.ts", "layers/Node.ts", "bin/bundle.mjs", "package-lock.json",
+  const files = ["src/cli/main.ts", "src/events/EventStore.ts", "layers/Node.ts", "tsconfig.json", "bin/bundle.mjs", "package-lock.json",
     "node_modules/.package-lock.json", "dist/kwil-listeners.mjs"]
   for (const file of files) {
     mkdirSync(join(dir, file, ".."), { recursive: true })
@@ -35,7 +35,7 @@ const layout = (dir: string) => {
 }
 
 describe("the launcher's bundle", () => {
-  it.scoped("is used only while it is newer than the sources, the bundler and what npm installed", () =>
+  it.scoped("is used only while it is newer than the sources, the compiler settings, the bundler and what npm installed", () =>
     Effect.gen(function*() {
       const dir = yield* tempFolder(tmpdir(), "bundle-")
       layout(dir)
@@ -44,6 +44,7 @@ describe("the launcher's bundle", () => {
       for (const [input, what] of [
         ["src/events/EventStore.ts", "a source"],
         ["layers/Node.ts", "a layer"],
+        ["tsconfig.json", "the compiler settings"],
         ["node_modules/.package-lock.json", "what npm installed"],
         ["package-lock.json", "the lockfile"],
         ["bin/bundle.mjs", "the bundler"]
@@ -64,7 +65,7 @@ describe("the launcher's bundle", () => {
       expect(isFresh(dir), "no bundle").toBe(false)
     }))
 
-  it.scoped("runs the commands: its version, a bad flag (exit 2), and inspect of a node database (the native SQLite driver)", () =>
+  it.scoped("runs the commands: its version, a bad flag (exit 2), inspect of a node database, and a devnet with its checkpointer threads", () =>
     Effect.gen(function*() {
       // Inside the package, so that the bundle finds better-sqlite3 in its node_modules, as dist/ does.
       const out = yield* tempFolder(root, ".bundle-test-")
@@ -75,7 +76,7 @@ describe("the launcher's bundle", () => {
 
       const version = run("--version")
       expect(version.status).toBe(0)
-      expect(version.stdout.trim()).toBe(JSON.parse(execFileSync("npm", ["pkg", "get", "version"], { cwd: root, encoding: "utf8" })))
+      expect(version.stdout.trim()).toBe(JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version)
 
       const bad = run("listen", "--confirmations", "many")
       expect(bad.status).toBe(2)
@@ -89,5 +90,12 @@ describe("the launcher's bundle", () => {
       expect(inspect.stderr).toBe("")
       expect(inspect.status).toBe(0)
       expect(JSON.parse(inspect.stdout)).toMatchObject({ events: [] })
+
+      // Each validator's database is checkpointed by a thread from the script beside the bundle;
+      // without it the node says so ("cannot checkpoint the WAL on a thread of its own") and goes on.
+      const devnet = run("devnet", "--validators", "1", "--deposits", "2", "--data-dir", join(dir, "devnet"))
+      expect(devnet.status).toBe(0)
+      expect(devnet.stdout).toContain("Deposits: 2 of 2 credited")
+      expect(devnet.stderr).not.toContain("checkpoint")
     }), 120_000)
 })
