@@ -2,7 +2,7 @@
  * Retrying RPC work: a capped, jittered exponential `Schedule` that only retries errors that can
  * heal (see `errors.ts`) and waits at least as long as a rate-limiting provider asked.
  */
-import { Duration, Effect, Option, Schedule } from "effect"
+import { Duration, Effect, Option, Schedule, ScheduleDecision } from "effect"
 import { isHealable } from "./errors.js"
 
 /** The backoff. */
@@ -49,7 +49,8 @@ export const schedule = (options: Partial<Options> = {}): Schedule.Schedule<unkn
 
 /**
  * Runs `effect`, retrying healable failures with `schedule(options)` and logging each retry with
- * the error's message, so an operator sees why events are delayed.
+ * the error's message, so an operator sees why events are delayed. A failure that is not retried
+ * (it cannot heal, or the retries are spent) is not logged here: the caller gets it.
  *
  * What `Effect.retry` does, with its schedule's driver made at the first failure rather than
  * before every run. Nearly every call succeeds at once, and `Effect.retry` made a driver and
@@ -59,26 +60,25 @@ export const schedule = (options: Partial<Options> = {}): Schedule.Schedule<unkn
  * reads it).
  */
 export const healable = (options: Partial<Options> = {}) => {
-  const policy = schedule(options)
-  return <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-    const attempt = effect.pipe(
-      Effect.tapError((error) =>
-        isHealable(error)
-          ? Effect.logWarning("RPC work failed, retrying with backoff").pipe(
-            Effect.annotateLogs({ error: error instanceof Error ? error.message : String(error) })
-          )
-          : Effect.void
-      )
+  // The failure beside the schedule's output, so the retry's warning can name it.
+  const policy = Schedule.intersect(Schedule.identity<unknown>(), schedule(options)).pipe(
+    Schedule.onDecision(([error], decision) =>
+      ScheduleDecision.isContinue(decision)
+        ? Effect.logWarning("RPC work failed, retrying with backoff").pipe(
+          Effect.annotateLogs({ error: error instanceof Error ? error.message : String(error) })
+        )
+        : Effect.void
     )
-    return Effect.catchAll(attempt, (first) =>
+  )
+  return <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.catchAll(effect, (first) =>
       Effect.flatMap(Schedule.driver(policy), (driver) => {
         const retryAfter = (error: E): Effect.Effect<A, E, R> =>
           Effect.matchEffect(driver.next(error), {
             // The schedule is done: the last failure stands.
             onFailure: () => Effect.fail(error),
-            onSuccess: () => Effect.catchAll(attempt, retryAfter)
+            onSuccess: () => Effect.catchAll(effect, retryAfter)
           })
         return retryAfter(first)
       }))
-  }
 }

@@ -94,25 +94,44 @@ describe("Retry.healable", () => {
       expect(yield* Fiber.join(fiber)).toBe(2)
     }))
 
+  /** The log lines of the effects it is given. */
+  const logCapture = () => {
+    const lines: Array<{ readonly level: string; readonly message: unknown; readonly error: unknown }> = []
+    const capture = Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ annotations, logLevel, message }) =>
+        lines.push({
+          level: logLevel.label,
+          message: Array.isArray(message) ? message[0] : message,
+          error: Option.getOrUndefined(HashMap.get(annotations, "error"))
+        })
+      )
+    )
+    return { lines, capture }
+  }
+
   it.effect("each healable failure is logged as a warning with its message; one that cannot heal is not", () =>
     Effect.gen(function*() {
-      const lines: Array<{ readonly level: string; readonly message: unknown; readonly error: unknown }> = []
-      const capture = Logger.replace(
-        Logger.defaultLogger,
-        Logger.make(({ annotations, logLevel, message }) =>
-          lines.push({
-            level: logLevel.label,
-            message: Array.isArray(message) ? message[0] : message,
-            error: Option.getOrUndefined(HashMap.get(annotations, "error"))
-          })
-        )
-      )
+      const { capture, lines } = logCapture()
       const s = scripted([unavailable, unavailable, refused])
       const fiber = yield* Effect.fork(Effect.flip(Retry.healable()(s.effect)).pipe(Effect.provide(capture)))
       yield* TestClock.adjust(Duration.seconds(5))
       expect(yield* Fiber.join(fiber)).toBe(refused)
       expect(lines).toEqual([
         { level: LogLevel.Warning.label, message: "RPC work failed, retrying with backoff", error: unavailable.message },
+        { level: LogLevel.Warning.label, message: "RPC work failed, retrying with backoff", error: unavailable.message }
+      ])
+    }))
+
+  it.effect("the failure that spends the last retry is not logged as retried: the caller gets it", () =>
+    Effect.gen(function*() {
+      const { capture, lines } = logCapture()
+      const s = scripted([unavailable, unavailable])
+      const fiber = yield* Effect.fork(Effect.flip(Retry.healable({ maxRetries: 1 })(s.effect)).pipe(Effect.provide(capture)))
+      yield* TestClock.adjust(Duration.seconds(5))
+      expect(yield* Fiber.join(fiber)).toBe(unavailable)
+      expect(s.attempts()).toBe(2)
+      expect(lines).toEqual([
         { level: LogLevel.Warning.label, message: "RPC work failed, retrying with backoff", error: unavailable.message }
       ])
     }))
