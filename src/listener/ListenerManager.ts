@@ -210,11 +210,19 @@ interface Prepared {
 const labelsOf = (name: string, managerLabels: ReadonlyArray<MetricLabel.MetricLabel>) =>
   Arr.union([MetricLabel.make("listener", name)], managerLabels)
 
-/** How one run ended, and how long it lasted. */
+/** How one run ended, and when it started and ended (`Clock` milliseconds). */
 interface Ran {
   readonly exit: Exit.Exit<void, unknown>
-  readonly ranFor: number
+  readonly startedAt: number
+  readonly endedAt: number
 }
+
+/**
+ * Whether a run lasted at least `ms`. Compared as `endedAt >= startedAt + ms`, not by subtracting:
+ * the `TestClock`'s times are fractional after jittered sleeps, and a run set to end exactly `ms`
+ * after it started could come out a hair short by `endedAt - startedAt`.
+ */
+const lasted = (ran: Ran, ms: number): boolean => ran.endedAt >= ran.startedAt + ms
 
 /** A listener's run ended without a failure: it returned, or it was stopped. */
 export const endedCleanly = (exit: Exit.Exit<void, unknown>): boolean =>
@@ -319,7 +327,7 @@ const make = Effect.gen(function*() {
     metrics.running.unsafeModify(-1, p.managerLabels)
     if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) {
       metrics.stops.unsafeUpdate(1, p.labels)
-      const ran: Ran = { exit, ranFor: enter(p, "stopped") - startedAt }
+      const ran: Ran = { exit, startedAt, endedAt: enter(p, "stopped") }
       return Exit.isSuccess(exit)
         ? Effect.as(Effect.logInfo("listener returned; it stays stopped until the next start"), ran)
         : Effect.succeed(ran)
@@ -329,7 +337,7 @@ const make = Effect.gen(function*() {
     const endedAt = enter(p, p.listener.onFailure === "restart" ? "backing-off" : "failed")
     return Effect.as(
       Effect.logError(`listener failed (policy ${p.listener.onFailure})`, exit.cause),
-      { exit, ranFor: endedAt - startedAt }
+      { exit, startedAt, endedAt }
     )
   }
 
@@ -376,7 +384,7 @@ const make = Effect.gen(function*() {
             // and beside the next run.
             yield* interruptChildren
             backoff ??= yield* Schedule.driver(backoffSchedule(p.listener.backoff))
-            if (ran.ranFor >= Duration.toMillis(p.listener.backoff.resetAfter)) yield* backoff.reset
+            if (lasted(ran, Duration.toMillis(p.listener.backoff.resetAfter))) yield* backoff.reset
             yield* backoff.next(undefined).pipe(
               Effect.onInterrupt(() => Effect.sync(() => enter(p, "stopped"))),
               // Fails only once the schedule is done, and an exponential schedule never is.

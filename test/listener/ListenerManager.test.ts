@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import {
+  Chunk,
   Config,
   Context,
   Data,
@@ -13,6 +14,7 @@ import {
   Logger,
   Metric,
   Option,
+  Random,
   Scope,
   Stream,
   TestClock
@@ -122,6 +124,14 @@ const eventually = (what: string, check: () => boolean | Effect.Effect<boolean>)
     }
     return yield* Effect.dieMessage(`never happened: ${what}`)
   })
+
+/**
+ * Waits until a fiber sleeps on the `TestClock` (a backoff's delay): the delay is measured from the
+ * clock's time then, so a test that moves the clock before it would move its end too. A failed
+ * run is `backing-off` a few steps before its backoff sleeps; on a loaded machine the test's fiber
+ * could get there first.
+ */
+const sleeping = eventually("a backoff sleeping", () => Effect.map(TestClock.sleeps(), Chunk.isNonEmpty))
 
 const statusOf = (manager: ListenerManager["Type"], name: string) =>
   Effect.map(manager.status, (all) => all.find((s) => s.name === name) as ListenerStatus)
@@ -287,6 +297,7 @@ describe("ListenerManager", () => {
           yield* eventually(`run ${run} failed`, () =>
             Effect.map(statusOf(manager, "flaky"), (s) =>
               flaky.counts.runs === run && s.state === "backing-off"))
+          yield* sleeping
           return (yield* statusOf(manager, "flaky")).since
         })
       const runsAt = (time: number) =>
@@ -328,7 +339,10 @@ describe("ListenerManager", () => {
       const flaky = counted("healthy", (run) => run === 4 ? Effect.zipRight(Effect.sleep("10 seconds"), new Boom({ run })) : new Boom({ run }), {
         backoff: { initial: Duration.seconds(1), max: Duration.hours(1), resetAfter: Duration.seconds(10) }
       })
-      const { control, manager } = yield* start(flaky.listener)
+      // Seeded jitter: run 4 then starts at 6748.5456890000005 ms, a time t where t + 10,000 - t
+      // comes out a hair under 10,000 in floating point (about one start in ten does): a run that
+      // lasted exactly `resetAfter` must still reset the backoff.
+      const { control, manager } = yield* start(flaky.listener).pipe(Effect.withRandom(Random.make(8)))
       yield* control.set(active)
       // Runs 1-3 fail at once: delays of about 1, 2 and 4 s.
       yield* TestClock.adjust("9 seconds")
@@ -337,6 +351,7 @@ describe("ListenerManager", () => {
       // Run 4 lasts 10 s (healthy), then fails: the next delay is about 1 s again, not about 8 s.
       yield* TestClock.setTime(started + 10_000)
       yield* eventually("run 4 failed", () => flaky.counts.released.length === 4)
+      yield* sleeping
       yield* TestClock.setTime(started + 10_790)
       yield* settle
       expect(flaky.counts.runs).toBe(4)
