@@ -17,12 +17,12 @@
  *   `EventStore.transaction`, then the range's checkpoint in one more. Informative.
  * - (c) a raw pipeline: the least code that stores the same events, with nothing of ours but the
  *   pure helpers (`creditBody`, `EventId.make`): the same ranges as (a), as the same POSTs with as
- *   many ranges in flight, and per range one raw
- *   better-sqlite3 transaction (WAL, as the SQL client opens it) of prepared `INSERT`s and the
- *   checkpoint. Informative: how far ours is from plain code; its own ratio to (a) shows how near
- *   the bare floor plain code gets here. The notes also give it with one range in flight at a time,
- *   and with the block-hash checks ours makes for reorg safety (four block reads a range, every
- *   call through undici): how near the floor plain code with the same checks gets.
+ *   many ranges in flight, and per range one raw better-sqlite3 transaction (the connection set
+ *   up as the node's: `rawDb`) of prepared `INSERT`s and the checkpoint. Informative: how far
+ *   ours is from plain code; its own ratio to (a) shows how near the bare floor plain code gets
+ *   here. The notes also give it with one range in flight at a time, and with the block-hash
+ *   checks ours makes for reorg safety (four block reads a range): how near the floor plain code
+ *   with the same checks gets.
  *
  * Each round runs them all side by side, in a rotating order; figures are medians. The note also
  * gives the CPU time ours, (a) and (c) spent in their timed windows, in this process (every
@@ -176,11 +176,10 @@ export const ours = async (
     const listener = EthDeposits.makeEthDeposits({ client: recording, pollInterval: "1 second", timeout: "30 seconds" })
     const cpu0 = cpuReading(target.nodePid)
     const start = process.hrtime.bigint()
-    const running = Effect.runFork(
+    fiber = Effect.runFork(
       listener.run.pipe(Effect.scoped, Effect.provide(context), Logger.withMinimumLogLevel(LogLevel.Warning))
     )
-    fiber = running
-    const ended = Effect.runPromise(Fiber.await(running)).then((exit) => {
+    const ended = Effect.runPromise(Fiber.await(fiber)).then((exit) => {
       throw new Error(`the listener ended: ${String(exit)}`)
     })
     let timer: NodeJS.Timeout | undefined
@@ -275,16 +274,15 @@ export const delayed = async (
 
 /**
  * (c) The raw pipeline over a fresh database `file` (migrated, then opened with raw better-sqlite3
- * in WAL): the same ranges as bare POSTs, `inFlight` of them asked at a time (as many as ours
+ * as the node's connection is: `rawDb`): the same ranges as bare POSTs, `inFlight` of them asked at a time (as many as ours
  * fetches, `LogFollower.defaultInFlight`; or 1: the next is asked once this one's answer is in,
  * and is on the wire while this range is stored); per range one transaction of
  * prepared `INSERT`s (body by `creditBody`, id by `EventId.make`) and the range's checkpoint (a
  * plain JSON height). Returns ms (the first request to the last commit) and the CPU spent
  * meanwhile (this process, the node).
  *
- * With `checked`, each range also makes the block-hash checks ours makes (`LogFollower`'s unit),
- * and every call goes through undici's `request` (the HTTP client ours uses, cheaper than
- * `fetch`): block `to` before its logs, then block `to` again, block `from - 1` and block
+ * With `checked`, each range also makes the block-hash checks ours makes (`LogFollower`'s unit):
+ * block `to` before its logs, then block `to` again, block `from - 1` and block
  * `to + confirmations` (the depth check) together after them; it throws unless the two reads of
  * `to` agree, block `to + confirmations` is served, and block `from - 1`, when an earlier range
  * ended there, has that range's hash (ours' ranges come in the order its calls went out,
