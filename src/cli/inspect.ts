@@ -17,6 +17,7 @@ import * as Checkpoints from "../extensions/ethDepositsCheckpoint.js"
 import { section as ethDeposits } from "../extensions/ethDepositsConfig.js"
 import { ResolutionRegistry } from "../voting/ResolutionRegistry.js"
 import * as Migrations from "../storage/migrations.js"
+import { migrationsTable } from "../storage/schemaGuard.js"
 import { VoteLedger } from "../voting/VoteLedger.js"
 import * as CliOptions from "./options.js"
 import { StderrLine } from "./Progress.js"
@@ -99,10 +100,10 @@ export const report = (filename: string) =>
     const sql = yield* SqlClient.SqlClient
     // A file that is not SQLite at all was refused with the flags (`CliOptions.existingFile`).
     const tables = new Set(
-      (yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table'`).map((r) => r.name)
+      (yield* sql.unsafe<{ name: string }>(Migrations.ownershipQueries.tables)).map((r) => r.name)
     )
-    const recorded = tables.has("effect_sql_migrations")
-      ? yield* sql<Migrations.Recorded>`SELECT migration_id, name FROM effect_sql_migrations`
+    const recorded = tables.has(migrationsTable)
+      ? yield* sql.unsafe<Migrations.Recorded>(Migrations.ownershipQueries.recorded)
       : []
     if (!Migrations.isOurs([...tables], recorded)) {
       return yield* new CliOptions.UsageError({

@@ -19,6 +19,7 @@ import type { DataDirError } from "../devnet/DataDir.js"
 import type { InvalidDevnetConfig } from "../devnet/DevnetConfig.js"
 import { type ConfigFileError, loadConfigFile } from "../extensions/configFile.js"
 import * as Migrations from "../storage/migrations.js"
+import { migrationsTable } from "../storage/schemaGuard.js"
 import {
   decodeEthDepositsConfig,
   type EthDepositsConfig,
@@ -173,11 +174,9 @@ const foreignDatabase = (path: string): string | undefined => {
   let db: InstanceType<typeof Database> | undefined
   try {
     db = new Database(path, { readonly: true })
-    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<
-      { name: string }
-    >).map((r) => r.name)
-    const recorded = tables.includes("effect_sql_migrations")
-      ? db.prepare("SELECT migration_id, name FROM effect_sql_migrations").all() as Array<Migrations.Recorded>
+    const tables = (db.prepare(Migrations.ownershipQueries.tables).all() as Array<{ name: string }>).map((r) => r.name)
+    const recorded = tables.includes(migrationsTable)
+      ? db.prepare(Migrations.ownershipQueries.recorded).all() as Array<Migrations.Recorded>
       : []
     return tables.length === 0 || Migrations.isOurs(tables, recorded)
       ? undefined

@@ -17,11 +17,17 @@ const steps = {
 
 export const loader = Migrator.fromRecord(steps)
 
-/** A migration as the migrator records it in `effect_sql_migrations` ("0001_events" is 1, "events"). */
+/** A migration as the migrator records it in its table ("0001_events" is 1, "events"). */
 export interface Recorded {
   readonly migration_id: number
   readonly name: string
 }
+
+/** What `isOurs` is asked about: a database's tables, and (when it has the migrator's table) its records. */
+export const ownershipQueries = {
+  tables: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+  recorded: `SELECT migration_id, name FROM ${SchemaGuard.migrationsTable}`
+} as const
 
 /**
  * Whether a database holding `tables`, with `recorded` migrations, is (or was begun as) a
@@ -31,7 +37,7 @@ export interface Recorded {
  * program's database, even one with an `events` table or migrated by @effect/sql, is not ours.
  */
 export const isOurs = (tables: ReadonlyArray<string>, recorded: ReadonlyArray<Recorded>): boolean =>
-  tables.includes("effect_sql_migrations") &&
+  tables.includes(SchemaGuard.migrationsTable) &&
   recorded.every(({ migration_id, name }) =>
     migration_id > Object.keys(steps).length ||
     Object.hasOwn(steps, `${String(migration_id).padStart(4, "0")}_${name}`)
